@@ -1,0 +1,113 @@
+"""Dynamic values: what contract arguments, return values and event data may hold.
+
+Allowed: None, bool, int (up to 512 bits), str, bytes, list and dict (keys str, bytes, int or
+bool). Tuples are accepted on encode and come back as lists. Integers that do not fit msgpack's
+64-bit forms use extension type 1 whose payload is the minimal big-endian two's-complement
+bytes of the integer; integers that do fit must use the native form (ADR 0002).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from taihang.constants import BIG_INT_BITS_MAX, ENCODED_BYTES_MAX, NESTING_DEPTH_MAX
+from taihang.errors import DecodeError
+
+Value = Any  # None | bool | int | str | bytes | list[Value] | dict[Key, Value]
+
+BIG_INT_EXT_CODE = 1
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
+
+# Map order is fixed by `_prepare` (keys sorted by their own encoded bytes, which orders mixed
+# key types too), so this encoder keeps insertion order.
+_encoder = msgspec.msgpack.Encoder()
+
+
+def _big_int_from_ext(code: int, data: memoryview) -> int:
+    if code != BIG_INT_EXT_CODE:
+        raise DecodeError(f"unknown extension type {code}")
+    value = int.from_bytes(data, "big", signed=True)
+    if _INT64_MIN <= value <= _UINT64_MAX:
+        raise DecodeError("integer in big-int form fits 64 bits")
+    return value
+
+
+_decoder = msgspec.msgpack.Decoder(ext_hook=_big_int_from_ext)
+
+
+def _big_int_to_ext(value: int) -> msgspec.msgpack.Ext:
+    length = (value.bit_length() + 8) // 8
+    return msgspec.msgpack.Ext(BIG_INT_EXT_CODE, value.to_bytes(length, "big", signed=True))
+
+
+def _prepare(value: Value, depth: int) -> Value:
+    """Check `value` against the rules and return it with big ints as extensions."""
+    if depth > NESTING_DEPTH_MAX:
+        raise DecodeError(f"value nested deeper than {NESTING_DEPTH_MAX} levels")
+    if value is None or isinstance(value, bool | str | bytes):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() > BIG_INT_BITS_MAX:
+            raise DecodeError(f"integer wider than {BIG_INT_BITS_MAX} bits")
+        if _INT64_MIN <= value <= _UINT64_MAX:
+            return value
+        return _big_int_to_ext(value)
+    if isinstance(value, list | tuple):
+        return [_prepare(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        entries: list[tuple[bytes, Any, Any]] = []
+        for key, item in value.items():
+            if not isinstance(key, str | bytes | int):
+                raise DecodeError(f"map key of type {type(key).__name__} is not allowed")
+            if isinstance(key, int) and not _INT64_MIN <= key <= _UINT64_MAX:
+                raise DecodeError("map keys must fit 64 bits")
+            entries.append((_encoder.encode(key), key, _prepare(item, depth + 1)))
+        entries.sort(key=lambda entry: entry[0])
+        return {key: item for _, key, item in entries}
+    raise DecodeError(f"values of type {type(value).__name__} are not allowed")
+
+
+def validate_value(value: Value) -> None:
+    """Raise `DecodeError` unless `value` may be encoded as a dynamic value."""
+    _prepare(value, 0)
+
+
+def encode_value(value: Value) -> bytes:
+    """The canonical bytes of a dynamic value; raises `DecodeError` for disallowed values."""
+    return _encoder.encode(_prepare(value, 0))
+
+
+def decode_value(data: bytes, *, max_bytes: int = ENCODED_BYTES_MAX) -> Value:
+    """Decode canonical bytes of a dynamic value, or raise `DecodeError`."""
+    if len(data) > max_bytes:
+        raise DecodeError(f"value of {len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        value = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"malformed value: {exc}") from None
+    except RecursionError:
+        raise DecodeError("value nested too deep") from None
+    except TypeError as exc:  # an unhashable map key
+        raise DecodeError(f"malformed value: {exc}") from None
+    if _contains_float(value, 0):
+        raise DecodeError("floats are not allowed")
+    if encode_value(value) != bytes(data):
+        raise DecodeError("value is not in canonical form")
+    return value
+
+
+def _contains_float(value: Value, depth: int) -> bool:
+    if isinstance(value, float):
+        return True
+    if depth > NESTING_DEPTH_MAX:
+        raise DecodeError(f"value nested deeper than {NESTING_DEPTH_MAX} levels")
+    if isinstance(value, list):
+        return any(_contains_float(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return any(
+            isinstance(k, float) or _contains_float(v, depth + 1) for k, v in value.items()
+        )
+    return False

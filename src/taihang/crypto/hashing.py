@@ -1,0 +1,16 @@
+"""SHA-256 and domain-separated hashing."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def tagged_hash(tag: bytes, data: bytes) -> bytes:
+    """SHA-256 of `tag || data`: the hash rule for every tagged type (DESIGN.md §4)."""
+    h = hashlib.sha256(tag)
+    h.update(data)
+    return h.digest()
