@@ -14,6 +14,7 @@ from taihang.codec.canonical import (
     decode,
     encode,
 )
+from taihang.codec.json_values import value_from_json, value_to_json
 from taihang.codec.values import (
     BIG_INT_EXT_CODE,
     Value,
@@ -31,4 +32,6 @@ __all__ = [
     "encode",
     "encode_value",
     "validate_value",
+    "value_from_json",
+    "value_to_json",
 ]

@@ -107,7 +107,5 @@ def _contains_float(value: Value, depth: int) -> bool:
     if isinstance(value, list):
         return any(_contains_float(item, depth + 1) for item in value)
     if isinstance(value, dict):
-        return any(
-            isinstance(k, float) or _contains_float(v, depth + 1) for k, v in value.items()
-        )
+        return any(isinstance(k, float) or _contains_float(v, depth + 1) for k, v in value.items())
     return False

@@ -12,10 +12,17 @@ from taihang.errors import ConfigurationError
 
 
 class CryptoSuite(Protocol):
-    name: str
-    public_key_bytes: int
-    signature_bytes: int
-    seed_bytes: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def public_key_bytes(self) -> int: ...
+
+    @property
+    def signature_bytes(self) -> int: ...
+
+    @property
+    def seed_bytes(self) -> int: ...
 
     def hash(self, data: bytes) -> bytes:
         """The suite's 32-byte hash of `data`."""

@@ -31,13 +31,13 @@ from taihang.types import BlockId
 ZERO_HASH: Final = bytes(HASH_BYTES)
 
 
-class ExecRoot(Canonical):
+class ExecRoot(Canonical, frozen=True):
     height: int
     state_root: bytes
     receipts_root: bytes
 
 
-class VoteData(Canonical):
+class VoteData(Canonical, frozen=True):
     channel: str
     epoch: int
     round: int
@@ -47,19 +47,19 @@ class VoteData(Canonical):
     parent_round: int
 
 
-class QuorumCert(Canonical):
+class QuorumCert(Canonical, frozen=True):
     vote_data: VoteData
     signers: bytes  # bitmap over the validator set ordered by address, bit i = byte i//8 >> i%8
     signatures: list[bytes]  # one per set bit, in validator order
 
 
-class TimeoutEntry(Canonical):
+class TimeoutEntry(Canonical, frozen=True):
     signer: int
     hqc_round: int
     signature: bytes
 
 
-class TimeoutCert(Canonical):
+class TimeoutCert(Canonical, frozen=True):
     channel: str
     epoch: int
     round: int
@@ -67,7 +67,7 @@ class TimeoutCert(Canonical):
     entries: list[TimeoutEntry]
 
 
-class BlockHeader(Canonical):
+class BlockHeader(Canonical, frozen=True):
     protocol_version: int
     channel: str
     epoch: int
@@ -83,12 +83,12 @@ class BlockHeader(Canonical):
     tc: TimeoutCert | None = None
 
 
-class Block(Canonical):
+class Block(Canonical, frozen=True):
     header: BlockHeader
     transactions: list[bytes]  # transaction envelopes
 
 
-class Validator(Canonical):
+class Validator(Canonical, frozen=True):
     address: str
     public_key: bytes
     weight: int
@@ -210,9 +210,7 @@ def verify_qc(
         return
     indices = decode_signer_bitmap(qc.signers, len(validators.members))
     if len(indices) != len(qc.signatures):
-        raise InvalidCertificate(
-            f"{len(indices)} signers but {len(qc.signatures)} signatures"
-        )
+        raise InvalidCertificate(f"{len(indices)} signers but {len(qc.signatures)} signatures")
     weight = sum(validators.members[i].weight for i in indices)
     if weight < validators.quorum_weight:
         raise InvalidCertificate(

@@ -18,13 +18,13 @@ RECEIPT_STATUSES: Final = ("ok", "reverted", "out_of_gas", "rejected")
 _NONE_BYTES: Final = encode_value(None)
 
 
-class Event(Canonical):
+class Event(Canonical, frozen=True):
     contract: str
     name: str
     data: msgspec.Raw  # canonical dynamic value
 
 
-class Receipt(Canonical):
+class Receipt(Canonical, frozen=True):
     tx_id: bytes
     status: ReceiptStatus
     gas_used: int

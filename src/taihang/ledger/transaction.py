@@ -31,7 +31,7 @@ NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9_.-]*\Z")
 NONCE_MAX: Final = 2**63 - 1
 
 
-class TxBody(Canonical):
+class TxBody(Canonical, frozen=True):
     channel: str
     sender_public_key: bytes
     nonce: int
@@ -42,7 +42,7 @@ class TxBody(Canonical):
     expires_at_height: int
 
 
-class TxEnvelope(Canonical):
+class TxEnvelope(Canonical, frozen=True):
     body: bytes
     signature: bytes
 

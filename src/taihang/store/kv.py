@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
@@ -86,8 +86,8 @@ class RocksKV:
     def multi_get(self, keys: list[bytes]) -> list[bytes | None]:
         if not keys:
             return []
-        values: list[bytes | None] = self._db.get(keys)
-        return values
+        values = self._db.get(list[Any](keys))
+        return cast(list[bytes | None], values)
 
     def write(self, puts: Mapping[bytes, bytes | None], *, sync: bool) -> None:
         batch = WriteBatch(raw_mode=True)

@@ -1,0 +1,3 @@
+from taihang.cli.main import main
+
+main()

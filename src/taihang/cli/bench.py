@@ -1,0 +1,282 @@
+"""`taihang bench`: committed TPS and submit-to-commit latency against a running network.
+
+From a separate process, against the network exactly as `taihang up` configured it: it
+registers and funds `accounts` sender accounts with the development key (not measured),
+pre-signs N transfers, submits them in batches at a target rate or flat out, and counts a
+transaction only when its receipt is readable over REST (any status). Seeds derive from the
+genesis hash, so repeated runs reuse the same accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from taihang.cli.network import Network, load_network
+from taihang.crypto import CryptoSuite, get_suite
+from taihang.errors import TransientError
+from taihang.ledger.transaction import compute_address
+from taihang.sdk.client import Client
+from taihang.sdk.keys import LoadedKey, load_key
+from taihang.sdk.tx import DEFAULT_EXPIRY_BLOCKS, build_signed_tx
+
+SETUP_CHUNK = 50  # below the mempool's per-sender and nonce-gap limits
+FUNDING = 10**12
+COMMIT_TIMEOUT_S = 60.0
+IN_FLIGHT_BATCHES = 2
+
+
+@dataclass
+class BenchResult:
+    submitted: int = 0
+    committed: int = 0
+    ok: int = 0
+    first_submit: float = 0.0
+    last_commit: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def all_committed(self) -> bool:
+        return self.submitted > 0 and self.committed == self.submitted
+
+    def summary(self) -> dict[str, Any]:
+        seconds = max(self.last_commit - self.first_submit, 1e-9)
+        ordered = sorted(self.latencies_ms)
+
+        def pct(p: float) -> float | None:
+            if not ordered:
+                return None
+            return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1)
+
+        return {
+            "submitted": self.submitted,
+            "committed": self.committed,
+            "tps": round(self.committed / seconds, 1) if self.committed else 0.0,
+            "p50_ms": pct(0.50),
+            "p95_ms": pct(0.95),
+            "p99_ms": pct(0.99),
+            "success_rate": round(self.ok / self.submitted, 4) if self.submitted else 0.0,
+        }
+
+
+def account_seeds(suite: CryptoSuite, genesis_hash: bytes, count: int) -> list[bytes]:
+    return [
+        suite.tagged_hash(b"taihang/bench/account", genesis_hash + i.to_bytes(4, "big"))
+        for i in range(count)
+    ]
+
+
+def _send_chunked(
+    client: Client,
+    network: Network,
+    admin: LoadedKey,
+    calls: list[tuple[str, str, list[Any]]],
+    progress: Progress,
+    label: str,
+) -> None:
+    task = progress.add_task(label, total=len(calls))
+    for start in range(0, len(calls), SETUP_CHUNK):
+        chunk = calls[start : start + SETUP_CHUNK]
+        height = int(client.status()["height"])
+        nonce = client.next_nonce(admin.address)
+        txs = [
+            build_signed_tx(
+                seed=admin.seed,
+                suite_name=admin.suite,
+                channel=network.channel,
+                nonce=nonce + i,
+                contract=c,
+                method=m,
+                args=a,
+                expires_at_height=height + DEFAULT_EXPIRY_BLOCKS,
+            )
+            for i, (c, m, a) in enumerate(chunk)
+        ]
+        results = client.submit_batch(txs)
+        errors = [r["error"] for r in results if "error" in r]
+        if errors:
+            raise TransientError(f"setup transaction rejected: {errors[0]}")
+        receipt = client.wait_for_receipt(results[-1]["id"], timeout_ms=30_000)["receipt"]
+        if receipt["status"] != "ok":
+            raise TransientError(f"setup transaction failed: {receipt['error_message']}")
+        progress.advance(task, len(chunk))
+
+
+def setup_accounts(
+    client: Client, network: Network, seeds: list[bytes], progress: Progress
+) -> list[str]:
+    """Register and fund the accounts that are not yet members; return their addresses."""
+    suite = get_suite(network.crypto)
+    admin = load_key(network.keystore.path_for("admin"))
+    keys = [suite.public_key_from_seed(s) for s in seeds]
+    addresses: list[str] = [compute_address(suite, k) for k in keys]
+    last = client.get_account(addresses[-1])
+    if last["member"] is not None and client.query("asset", "balance", [addresses[-1]]):
+        return addresses
+    first_new = 0
+    while first_new < len(addresses) and client.get_account(addresses[first_new])["member"]:
+        first_new += 1
+    adds = [("members", "add", [k, ["member"]]) for k in keys[first_new:]]
+    _send_chunked(client, network, admin, adds, progress, "registering accounts")
+    funds = [("asset", "issue", [a, FUNDING]) for a in addresses]
+    _send_chunked(client, network, admin, funds, progress, "funding accounts")
+    return addresses
+
+
+def presign(
+    client: Client,
+    network: Network,
+    seeds: list[bytes],
+    addresses: list[str],
+    txs: int,
+    progress: Progress,
+) -> list[tuple[bytes, bytes]]:
+    """(tx id, envelope) pairs in submission order: nonce layer by layer across accounts."""
+    suite = get_suite(network.crypto)
+    height = int(client.status()["height"])
+    nonces = [client.next_nonce(a) for a in addresses]
+    task = progress.add_task("signing", total=txs)
+    out: list[tuple[bytes, bytes]] = []
+    count = len(seeds)
+    for i in range(txs):
+        sender = i % count
+        recipient = (sender + 1 + i // count) % count
+        raw = build_signed_tx(
+            seed=seeds[sender],
+            suite_name=network.crypto,
+            channel=network.channel,
+            nonce=nonces[sender],
+            contract="asset",
+            method="transfer",
+            args=[addresses[recipient], 1],
+            expires_at_height=height + DEFAULT_EXPIRY_BLOCKS,
+        )
+        nonces[sender] += 1
+        from taihang.ledger.transaction import decode_transaction
+
+        out.append((decode_transaction(raw, suite).id, raw))
+        if i % 500 == 0:
+            progress.update(task, completed=i)
+    progress.update(task, completed=txs)
+    return out
+
+
+async def submit_and_watch(
+    api: str, signed: list[tuple[bytes, bytes]], batch: int, rate: float | None, progress: Progress
+) -> BenchResult:
+    result = BenchResult()
+    sent_at: dict[str, float] = {}
+    task = progress.add_task("committed", total=len(signed))
+    async with httpx.AsyncClient(base_url=api, timeout=60.0) as http:
+        start_height = (await http.get("/api/v1/status")).json()["executed_height"]
+        watcher = asyncio.create_task(_watch(http, start_height, sent_at, result, progress, task))
+        await _submit(http, signed, batch, rate, sent_at, result)
+        deadline = time.monotonic() + COMMIT_TIMEOUT_S
+        while sent_at and time.monotonic() < deadline and not watcher.done():
+            await asyncio.sleep(0.05)
+        watcher.cancel()
+    return result
+
+
+async def _submit(
+    http: httpx.AsyncClient,
+    signed: list[tuple[bytes, bytes]],
+    batch: int,
+    rate: float | None,
+    sent_at: dict[str, float],
+    result: BenchResult,
+) -> None:
+    gate = asyncio.Semaphore(IN_FLIGHT_BATCHES)
+    result.first_submit = time.monotonic()
+
+    async def post(chunk: list[tuple[bytes, bytes]]) -> None:
+        body = {"txs": [base64.b64encode(raw).decode() for _, raw in chunk]}
+        now = time.monotonic()
+        for tx_id, _ in chunk:
+            sent_at[tx_id.hex()] = now
+        try:
+            response = await http.post("/api/v1/transactions/batch", json=body)
+            answers = response.json()["results"]
+        finally:
+            gate.release()
+        for (tx_id, _), answer in zip(chunk, answers, strict=True):
+            if "error" in answer:
+                sent_at.pop(tx_id.hex(), None)
+                code = answer["error"]["code"]
+                result.rejected[code] = result.rejected.get(code, 0) + 1
+
+    tasks = []
+    for index, start in enumerate(range(0, len(signed), batch)):
+        if rate:
+            delay = result.first_submit + index * batch / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await gate.acquire()
+        chunk = signed[start : start + batch]
+        result.submitted += len(chunk)
+        tasks.append(asyncio.create_task(post(chunk)))
+    await asyncio.gather(*tasks)
+
+
+async def _watch(
+    http: httpx.AsyncClient,
+    height: int,
+    sent_at: dict[str, float],
+    result: BenchResult,
+    progress: Progress,
+    task: Any,
+) -> None:
+    """Read every newly executed block's receipts; a tx counts when its receipt is read."""
+    while True:
+        executed = (await http.get("/api/v1/status")).json()["executed_height"]
+        while height < executed:
+            height += 1
+            receipts = (await http.get(f"/api/v1/blocks/{height}/receipts")).json()["receipts"]
+            now = time.monotonic()
+            for receipt in receipts:
+                sent = sent_at.pop(receipt["tx_id"], None)
+                if sent is None:
+                    continue
+                result.committed += 1
+                result.ok += receipt["status"] == "ok"
+                result.latencies_ms.append((now - sent) * 1000)
+                result.last_commit = now
+            progress.update(task, completed=result.committed)
+        await asyncio.sleep(0.02)
+
+
+def run_bench(
+    home: Path, *, txs: int, rate: float | None, accounts: int, batch: int
+) -> BenchResult:
+    network = load_network(home)
+    suite = get_suite(network.crypto)
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            transient=False,
+            console=_stderr_console(),
+        ) as progress,
+        Client(network.api) as client,
+    ):
+        genesis_hash = bytes.fromhex(client.status()["genesis_hash"])
+        seeds = account_seeds(suite, genesis_hash, accounts)
+        addresses = setup_accounts(client, network, seeds, progress)
+        signed = presign(client, network, seeds, addresses, txs, progress)
+        return asyncio.run(submit_and_watch(network.api, signed, batch, rate, progress))
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)

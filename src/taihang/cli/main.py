@@ -1,0 +1,312 @@
+"""The `taihang` command. Heavy imports happen inside commands so `--help` stays fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="Taihang (太行): a consortium blockchain.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+node_app = typer.Typer(help="Run a single node.", no_args_is_help=True)
+key_app = typer.Typer(help="Manage keys in the network's key store.", no_args_is_help=True)
+member_app = typer.Typer(help="Register channel members.", no_args_is_help=True)
+tx_app = typer.Typer(help="Send and inspect transactions.", no_args_is_help=True)
+block_app = typer.Typer(help="Inspect blocks.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Offline ledger tools.", no_args_is_help=True)
+for sub, name in (
+    (node_app, "node"),
+    (key_app, "key"),
+    (member_app, "member"),
+    (tx_app, "tx"),
+    (block_app, "block"),
+    (ledger_app, "ledger"),
+):
+    app.add_typer(sub, name=name)
+
+HomeOption = Annotated[Path, typer.Option("--home", help="The network directory.")]
+DEFAULT_HOME = Path(".taihang")
+AsOption = Annotated[str, typer.Option("--as", help="Key that signs (default: admin).")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    from taihang.errors import TaihangError
+
+    try:
+        app()
+    except TaihangError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(2)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+# --- network -------------------------------------------------------------------------------
+@app.command()
+def init(
+    home: HomeOption = DEFAULT_HOME,
+    nodes: int = 1,
+    channel: str = "default",
+    crypto: str = "ed25519",
+) -> None:
+    """Create a network directory: org CA, node keys and TLS certs, genesis, configs."""
+    from taihang.cli.network import init_network
+
+    network = init_network(home, nodes=nodes, channel=channel, crypto=crypto)
+    typer.echo(f"created network {network.channel!r} in {network.path}")
+
+
+@app.command()
+def up(
+    home: HomeOption = DEFAULT_HOME, nodes: int = 1, detach: bool = False, demo: bool = False
+) -> None:
+    """Start the local network (creating it if needed) and wait until it commits."""
+    from taihang.cli.up import run_up
+
+    raise typer.Exit(run_up(home, nodes=nodes, detach=detach, demo=demo))
+
+
+@app.command()
+def down(home: HomeOption = DEFAULT_HOME) -> None:
+    """Stop every running node of the network."""
+    from taihang.cli.network import load_network, stop_node
+
+    network = load_network(home)
+    for entry in network.nodes:
+        stopped = stop_node(entry)
+        typer.echo(f"{entry.name}: {'stopped' if stopped else 'not running'}")
+
+
+@app.command()
+def status(
+    home: HomeOption = DEFAULT_HOME, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """Show every node's height and process."""
+    from taihang.cli.up import collect_status
+
+    nodes = collect_status(home)
+    if as_json:
+        typer.echo(json.dumps({"nodes": nodes}))
+        return
+    for node in nodes:
+        state = "running" if node["running"] else "stopped"
+        typer.echo(
+            f"{node['name']:8} {state:8} height={node['height']} pid={node['pid']} "
+            f"api={node['api']}"
+        )
+
+
+@node_app.command("start")
+def node_start(home: Annotated[Path, typer.Option("--home", help="The node directory.")]) -> None:
+    """Run one node in the foreground until SIGTERM/SIGINT."""
+    if sys.flags.optimize != 0:
+        fail("the node refuses to run under python -O: its assertions guard safety")
+    from taihang.node.home import NodeHome
+    from taihang.node.runtime import Node
+
+    Node(NodeHome(home.resolve())).run()
+
+
+# --- keys and members ------------------------------------------------------------------------
+def _password(confirm: bool = False) -> str:
+    password = os.environ.get("TAIHANG_KEY_PASSWORD")
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        fail("the key is encrypted: set TAIHANG_KEY_PASSWORD or run in a terminal")
+    return str(typer.prompt("Key password", hide_input=True, confirmation_prompt=confirm))
+
+
+@key_app.command("new")
+def key_new(name: str, home: HomeOption = DEFAULT_HOME, crypto: str | None = None) -> None:
+    """Create an encrypted key (password from a prompt or TAIHANG_KEY_PASSWORD)."""
+    from taihang.cli.network import load_network
+
+    network = load_network(home)
+    key = network.keystore.new(name, _password(confirm=True), crypto or network.crypto)
+    typer.echo(f"{key.name} {key.address}")
+
+
+@key_app.command("list")
+def key_list(
+    home: HomeOption = DEFAULT_HOME, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """List keys with their addresses."""
+    from taihang.cli.network import load_network
+
+    keys = load_network(home).keystore.list()
+    rows = [
+        {
+            "name": k.name,
+            "address": k.address,
+            "public_key": k.public_key.hex(),
+            "encrypted": k.encrypted,
+            "development": k.development,
+        }
+        for k in keys
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        note = " (development, unencrypted)" if row["development"] else ""
+        typer.echo(f"{row['name']:16} {row['address']}{note}")
+
+
+def load_signer(network: Any, name: str) -> Any:
+    info = {k.name: k for k in network.keystore.list()}.get(name)
+    if info is None:
+        fail(f"no key named {name!r} in {network.keystore.directory}")
+        raise AssertionError("unreachable")
+    password = None if not info.encrypted else _password()
+    return network.keystore.load(name, password)
+
+
+@member_app.command("add")
+def member_add(
+    name: str,
+    home: HomeOption = DEFAULT_HOME,
+    roles: str = "member",
+    signer: AsOption = "admin",
+    wait: bool = True,
+) -> None:
+    """Register the key NAME (or a hex public key) as a member of the signer's org."""
+    from taihang.cli.network import load_network
+    from taihang.cli.txs import send_tx
+
+    network = load_network(home)
+    keys = {k.name: k for k in network.keystore.list()}
+    public_key = keys[name].public_key if name in keys else _hex_public_key(name)
+    role_list = [r.strip() for r in roles.split(",") if r.strip()]
+    send_tx(
+        network, load_signer(network, signer), "members", "add", [public_key, role_list], wait=wait
+    )
+
+
+def _hex_public_key(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        fail(f"{text!r} is neither a key name nor a hex public key")
+        raise
+
+
+# --- transactions, blocks, queries -----------------------------------------------------------
+@tx_app.command("send")
+def tx_send(
+    contract: str,
+    method: str,
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments: JSON or key names.")] = None,
+    to: Annotated[str | None, typer.Option(help="Recipient: key name or address.")] = None,
+    amount: Annotated[int | None, typer.Option(help="Amount (asset operations).")] = None,
+    home: HomeOption = DEFAULT_HOME,
+    signer: AsOption = "admin",
+    wait: bool = True,
+) -> None:
+    """Send a transaction: `taihang tx send asset transfer --to alice --amount 10`."""
+    from taihang.cli.network import load_network
+    from taihang.cli.txs import parse_args, send_tx
+
+    network = load_network(home)
+    values = parse_args(network, args or [])
+    prefix: list[Any] = []
+    if to is not None:
+        prefix.append(parse_args(network, [to])[0])
+    if amount is not None:
+        prefix.append(amount)
+    send_tx(network, load_signer(network, signer), contract, method, prefix + values, wait=wait)
+
+
+@tx_app.command("get")
+def tx_get(tx_id: str, home: HomeOption = DEFAULT_HOME, wait: bool = False) -> None:
+    """Show a transaction with its receipt."""
+    from taihang.cli.network import load_network
+    from taihang.sdk.client import Client
+
+    with Client(load_network(home).api) as client:
+        print_json(client.get_transaction(tx_id, wait=wait))
+
+
+@block_app.command("get")
+def block_get(
+    ref: Annotated[str, typer.Argument(help="Height, id or latest.")] = "latest",
+    home: HomeOption = DEFAULT_HOME,
+) -> None:
+    """Show a block."""
+    from taihang.cli.network import load_network
+    from taihang.sdk.client import Client
+
+    with Client(load_network(home).api) as client:
+        print_json(client.get_block(ref))
+
+
+@app.command()
+def query(
+    contract: str,
+    method: str,
+    args: Annotated[list[str] | None, typer.Argument(help="JSON or key names.")] = None,
+    home: HomeOption = DEFAULT_HOME,
+) -> None:
+    """Call a read-only method: `taihang query asset balance alice`."""
+    from taihang.cli.network import load_network
+    from taihang.cli.txs import parse_args
+    from taihang.codec import value_to_json
+    from taihang.sdk.client import Client
+
+    network = load_network(home)
+    with Client(network.api) as client:
+        result = client.query(contract, method, parse_args(network, args or []))
+    typer.echo(json.dumps(value_to_json(result)))
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    home: HomeOption = DEFAULT_HOME,
+    node: Annotated[str | None, typer.Option(help="Node name.")] = None,
+) -> None:
+    """Re-check hash links, certificates and state roots of a stopped node's store."""
+    from taihang.cli.network import load_network
+    from taihang.node.verify_ledger import verify_node_ledger
+
+    network = load_network(home)
+    entries = [e for e in network.nodes if node is None or e.name == node]
+    if not entries:
+        fail(f"no node named {node!r}")
+    for entry in entries:
+        report = verify_node_ledger(entry.home)
+        typer.echo(f"{entry.name}: ok: {report}")
+
+
+@app.command()
+def bench(
+    home: HomeOption = DEFAULT_HOME,
+    txs: int = 20_000,
+    rate: Annotated[float | None, typer.Option(help="Offered tx/s (default: flat out).")] = None,
+    accounts: int = 1000,
+    batch: int = 500,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Measure committed TPS and submit-to-commit latency against the running network."""
+    from taihang.cli.bench import run_bench
+
+    result = run_bench(home, txs=txs, rate=rate, accounts=accounts, batch=batch)
+    if as_json:
+        typer.echo(json.dumps(result.summary()))
+    else:
+        for key, value in result.summary().items():
+            typer.echo(f"{key:14} {value}")
+    raise typer.Exit(0 if result.all_committed else 1)

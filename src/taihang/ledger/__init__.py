@@ -1,0 +1,1 @@
+"""Ledger types: transactions, blocks, headers, certificates, receipts, events and genesis."""

@@ -1,0 +1,173 @@
+"""The chain: the ledger store, the state tree and the executor, driven one height at a time.
+
+`Chain` owns the durable side of a node. `commit` persists a block with its certificate in the
+consensus records (synced); `execute_next` executes the lowest committed-but-unexecuted height
+and writes its ledger batch (synced). Both run off the event loop. Opening a chain checks the
+store schema, the genesis hash, and the highest certificate against the tip block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from taihang.codec import decode, encode
+from taihang.crypto import CryptoSuite, get_suite
+from taihang.crypto.merkle import compute_root
+from taihang.errors import InvalidCertificate, StoreError
+from taihang.execution import BlockContext, Executor, build_genesis_writes
+from taihang.execution.executor import BlockResult
+from taihang.ledger.block import (
+    Block,
+    ExecRoot,
+    QuorumCert,
+    ValidatorSet,
+    compute_block_id,
+    verify_qc,
+)
+from taihang.ledger.genesis import (
+    Genesis,
+    build_genesis_block,
+    build_validator_set,
+    compute_genesis_hash,
+)
+from taihang.ledger.transaction import Transaction, decode_transaction
+from taihang.store.kv import KVStore, RocksKV
+from taihang.store.ledger_store import LedgerStore
+from taihang.store.state_tree import StateTree
+
+
+@dataclass(slots=True)
+class ExecutedBlock:
+    height: int
+    block_id: bytes
+    txs: list[Transaction]
+    result: BlockResult
+    exec_root: ExecRoot
+
+
+class Chain:
+    def __init__(self, kv: KVStore, genesis: Genesis) -> None:
+        self.kv = kv
+        self.genesis = genesis
+        self.suite: CryptoSuite = get_suite(genesis.crypto)
+        self.genesis_hash = compute_genesis_hash(genesis)
+        self.validators: ValidatorSet = build_validator_set(genesis)
+        self.store = LedgerStore(kv)
+        self.tree = StateTree(kv)
+        self.executor = Executor(self.suite)
+        if not self.store.is_initialized():
+            self._initialize()
+        self.store.check_schema(self.genesis_hash)
+        genesis_block = self.store.find_block(0)
+        assert genesis_block is not None, "an initialized store holds the genesis block"
+        self.genesis_id = compute_block_id(self.suite, decode(genesis_block, Block).header)
+        self.tip_height, self.tip_id, self.highest_qc = self._load_tip()
+
+    @classmethod
+    def open(cls, path: Path, genesis: Genesis) -> Chain:
+        return cls(RocksKV(path), genesis)
+
+    def close(self) -> None:
+        self.kv.close()
+
+    def _initialize(self) -> None:
+        writes = build_genesis_writes(self.genesis)
+        root, state_puts = self.tree.compute_update(dict(writes))
+        block = build_genesis_block(self.genesis, root)
+        block_bytes = encode(block)
+        block_id = compute_block_id(self.suite, block.header)
+        puts = self.store.initialize_puts(self.genesis_hash)
+        puts.update(
+            self.store.build_executed_puts(
+                height=0,
+                block=block_bytes,
+                block_id=block_id,
+                tx_ids=[],
+                receipts=[],
+                exec_root=block.header.exec_root,
+            )
+        )
+        puts.update(state_puts)
+        self.store.write(puts)
+        self.tree.commit_update(root)
+
+    def _load_tip(self) -> tuple[int, bytes, QuorumCert]:
+        pending = self.store.committed_heights()
+        height = max([self.store.executed_height, *pending])
+        raw = self.store.find_block(height)
+        if raw is None:
+            raise StoreError(f"tip block {height} is missing")
+        tip_id = compute_block_id(self.suite, decode(raw, Block).header)
+        qc_raw = self.store.find_highest_qc()
+        if qc_raw is None:
+            if height != 0:
+                raise StoreError("blocks are committed but no certificate is stored")
+            from taihang.ledger.block import build_genesis_qc
+
+            return height, tip_id, build_genesis_qc(self.genesis.channel, tip_id)
+        qc = decode(qc_raw, QuorumCert)
+        if qc.vote_data.block_id != tip_id or qc.vote_data.height != height:
+            raise StoreError(f"the stored certificate does not certify the tip block {height}")
+        self.verify_qc(qc)
+        return height, tip_id, qc
+
+    def verify_qc(self, qc: QuorumCert) -> None:
+        try:
+            verify_qc(
+                qc,
+                self.validators,
+                self.suite,
+                channel=self.genesis.channel,
+                epoch=0,
+                genesis_id=self.genesis_id,
+            )
+        except InvalidCertificate as exc:
+            raise StoreError(f"stored certificate is invalid: {exc.message}") from None
+
+    @property
+    def executed_height(self) -> int:
+        return self.store.executed_height
+
+    def commit(self, height: int, block_bytes: bytes, block_id: bytes, qc: QuorumCert) -> None:
+        """Persist block `height` with its QC (synced): from now on it is committed."""
+        assert height == self.tip_height + 1, f"commit {height} after tip {self.tip_height}"
+        self.store.save_committed(height, block_bytes, encode(qc))
+        self.tip_height, self.tip_id, self.highest_qc = height, block_id, qc
+
+    def execute(self, height: int, txs: list[Transaction] | None = None) -> ExecutedBlock:
+        """Execute committed block `height` (the next one) and write its ledger batch."""
+        assert height == self.store.executed_height + 1, "execute heights in order"
+        raw = self.store.find_committed_block(height)
+        if raw is None:
+            raise StoreError(f"committed block {height} is missing")
+        block = decode(raw, Block)
+        if txs is None:
+            txs = [decode_transaction(t, self.suite) for t in block.transactions]
+        header = block.header
+        context = BlockContext(header.channel, header.height, header.timestamp_ms)
+        result = self.executor.execute_block(self.tree, context, txs)
+        receipts = [encode(r) for r in result.receipts]
+        state_root, state_puts = self.tree.compute_update(result.writes)
+        exec_root = ExecRoot(
+            height=height, state_root=state_root, receipts_root=compute_root(receipts)
+        )
+        block_id = compute_block_id(self.suite, header)
+        puts = self.store.build_executed_puts(
+            height=height,
+            block=raw,
+            block_id=block_id,
+            tx_ids=[tx.id for tx in txs],
+            receipts=receipts,
+            exec_root=exec_root,
+        )
+        puts.update(state_puts)
+        self.store.write(puts)
+        self.tree.commit_update(state_root)
+        return ExecutedBlock(height, block_id, txs, result, exec_root)
+
+    def exec_root_for(self, height: int) -> ExecRoot:
+        root = self.store.find_exec_root(height)
+        if root is None:
+            raise StoreError(f"no execution roots for height {height}")
+        return root

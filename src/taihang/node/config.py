@@ -1,0 +1,83 @@
+"""Node configuration (`config.toml` in the node home), validated at start-up."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import msgspec
+import tomli_w
+
+from taihang.errors import ConfigurationError
+
+
+class BlockConfig(msgspec.Struct, forbid_unknown_fields=True):
+    min_block_interval_ms: int = 50
+    idle_block_interval_ms: int = 1000
+    txs_max: int = 5000
+    bytes_max: int = 4 * 1024 * 1024
+
+
+class MempoolConfig(msgspec.Struct, forbid_unknown_fields=True):
+    txs_max: int = 100_000
+    bytes_max: int = 64 * 1024 * 1024
+    per_sender_max: int = 256
+    nonce_gap_max: int = 64
+
+
+class ApiConfig(msgspec.Struct, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8545
+    batch_txs_max: int = 5000
+    wait_timeout_ms_max: int = 60_000
+
+
+class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    channel: str
+    key_file: str = "node_key.json"
+    genesis_file: str = "genesis.json"
+    data_dir: str = "data"
+    tls_cert_file: str = "tls.pem"
+    tls_key_file: str = "tls.key"
+    verify_workers: int = 2
+    log_level: str = "info"
+    block: BlockConfig = msgspec.field(default_factory=BlockConfig)
+    mempool: MempoolConfig = msgspec.field(default_factory=MempoolConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+
+
+def validate_config(config: NodeConfig) -> None:
+    block = config.block
+    if (
+        block.min_block_interval_ms < 1
+        or block.idle_block_interval_ms < block.min_block_interval_ms
+    ):
+        raise ConfigurationError("block: need 1 <= min_block_interval_ms <= idle_block_interval_ms")
+    if block.txs_max < 1 or block.bytes_max < 1024:
+        raise ConfigurationError("block: txs_max must be >= 1 and bytes_max >= 1024")
+    pool = config.mempool
+    if min(pool.txs_max, pool.bytes_max, pool.per_sender_max) < 1 or pool.nonce_gap_max < 0:
+        raise ConfigurationError("mempool: limits must be positive")
+    if not 0 < config.api.port < 65536:
+        raise ConfigurationError(f"api: port {config.api.port} out of range")
+    if not 1 <= config.verify_workers <= 64:
+        raise ConfigurationError("verify_workers must be between 1 and 64")
+    if config.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigurationError(f"log_level {config.log_level!r} is not a level")
+
+
+def load_config(path: Path) -> NodeConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+        config = msgspec.convert(data, NodeConfig)
+    except FileNotFoundError:
+        raise ConfigurationError(f"no node config at {path}") from None
+    except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise ConfigurationError(f"{path}: {exc}") from None
+    validate_config(config)
+    return config
+
+
+def save_config(path: Path, config: NodeConfig) -> None:
+    path.write_text(tomli_w.dumps(msgspec.to_builtins(config)))

@@ -1,0 +1,312 @@
+"""The single-validator node runtime: API, admission, block production and execution.
+
+Theory of operation. One asyncio loop owns the mempool and the producer; two kinds of worker
+do the heavy lifting off the loop:
+  - verifier threads decode and check signatures of submitted transactions (`verify.py`);
+  - one executor thread executes committed blocks in height order and writes each ledger
+    batch (`Chain.execute`), then reports back to the loop.
+The producer takes ready transactions from the mempool, builds block h on the tip with QC(h-1)
+and the latest exec_root allowed, certifies it with the node key, persists block and QC with
+fsync (commit), and queues it for execution. A client sees a transaction as committed once its
+receipt is readable, i.e. after the ledger batch of its height is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from taihang.codec import decode, encode
+from taihang.consensus.solo import build_block, certify_block, compute_exec_height
+from taihang.errors import ConfigurationError, InvalidInput, TaihangError
+from taihang.execution.executor import find_member, get_account_nonce
+from taihang.ledger.block import Block, BlockHeader
+from taihang.ledger.transaction import Transaction, validate_transaction_context
+from taihang.mempool import Mempool, MempoolLimits
+from taihang.node.chain import Chain, ExecutedBlock
+from taihang.node.config import NodeConfig
+from taihang.node.home import NodeHome
+from taihang.node.logs import configure_logging, log, now_ms
+from taihang.node.metrics import NodeMetrics
+from taihang.node.verify import VerifierPool
+from taihang.sdk.keys import LoadedKey, load_key
+
+logger = logging.getLogger("taihang.node")
+EXEC_BACKLOG_MAX = 8  # committed-but-unexecuted blocks before the producer waits
+
+
+@dataclass
+class KeySigner:
+    key: LoadedKey
+
+    @property
+    def address(self) -> str:
+        return self.key.address
+
+    def sign(self, message: bytes) -> bytes:
+        from taihang.crypto import get_suite
+
+        return get_suite(self.key.suite).sign(self.key.seed, message)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the node owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Node:
+    def __init__(self, home: NodeHome) -> None:
+        self.home = home
+        self.config: NodeConfig = home.load_config()
+        self.genesis = home.load_genesis(self.config)
+        if self.genesis.channel != self.config.channel:
+            raise ConfigurationError(
+                f"config channel {self.config.channel!r} differs from genesis "
+                f"{self.genesis.channel!r}"
+            )
+        self.key = load_key(home.path / self.config.key_file)
+        self.signer = KeySigner(self.key)
+        pool = self.config.mempool
+        self.mempool = Mempool(
+            MempoolLimits(
+                txs_max=pool.txs_max,
+                bytes_max=pool.bytes_max,
+                per_sender_max=pool.per_sender_max,
+                nonce_gap_max=pool.nonce_gap_max,
+            )
+        )
+        self.metrics = NodeMetrics()
+        self.chain: Chain | None = None
+        self.verifier: VerifierPool | None = None
+        self._members: set[str] = set()
+        self._tx_event = asyncio.Event()
+        self._executed_event = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._exec_queue: queue.Queue[tuple[int, list[Transaction] | None] | None] = queue.Queue()
+        self._exec_error: BaseException | None = None
+        self._executed_height = -1
+        self._submit_times: dict[bytes, float] = {}
+        self.started_ms = now_ms()
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def run(self) -> None:
+        configure_logging(self.config.log_level)
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:  # uvloop is optional; asyncio's loop works, slower
+            pass
+        asyncio.run(self.main())
+
+    async def main(self) -> None:
+        self.home.acquire_lock()
+        try:
+            await self._serve()
+        finally:
+            self.home.release_lock()
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        self.chain = await asyncio.to_thread(
+            Chain.open, self.home.data_path(self.config), self.genesis
+        )
+        if self.chain.validators.index_of(self.key.address) < 0:
+            raise ConfigurationError("this node's key is not a validator in genesis")
+        self.verifier = VerifierPool(self.chain.suite, self.config.verify_workers)
+        self._executed_height = self.chain.executed_height
+        exec_thread = threading.Thread(target=self._execute_loop, args=(loop,), name="execute")
+        exec_thread.start()
+        for height in self.chain.store.committed_heights():
+            self._exec_queue.put((height, None))  # recovery: re-execute committed blocks
+        from taihang.api.app import build_app
+
+        server = _Server(
+            uvicorn.Config(
+                build_app(self),
+                host=self.config.api.host,
+                port=self.config.api.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        log(
+            logger,
+            "node_started",
+            name=self.config.name,
+            channel=self.genesis.channel,
+            height=self.chain.tip_height,
+            executed_height=self._executed_height,
+            api=f"http://{self.config.api.host}:{self.config.api.port}",
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                api_task = group.create_task(server.serve())
+                group.create_task(self._produce_loop())
+                await self._stopping.wait()
+                server.should_exit = True
+                await api_task
+        finally:
+            self._exec_queue.put(None)
+            await asyncio.to_thread(exec_thread.join)
+            self.verifier.close()
+            self.chain.close()
+            log(logger, "node_stopped", name=self.config.name)
+        if self._exec_error is not None:
+            raise SystemExit(f"execution halted: {self._exec_error}")
+
+    def stop(self) -> None:
+        log(logger, "stop_requested")
+        self._stopping.set()
+        self._tx_event.set()
+
+    # --- admission ------------------------------------------------------------------------
+    async def submit(self, raws: list[bytes]) -> list[bytes | TaihangError]:
+        """Check and admit transactions; the result per transaction is its id or its error."""
+        assert self.verifier is not None and self.chain is not None
+        checked = await self.verifier.check(raws)
+        results: list[bytes | TaihangError] = []
+        next_height = self.chain.tip_height + 1
+        received = time.monotonic()
+        for item in checked:
+            if isinstance(item, InvalidInput):
+                self.metrics.tx_rejected(item.code)
+                results.append(item)
+                continue
+            try:
+                self._admit(item, next_height)
+            except InvalidInput as exc:
+                self.metrics.tx_rejected(exc.code)
+                results.append(exc)
+            else:
+                self._submit_times[item.id] = received
+                results.append(item.id)
+        if len(self.mempool):
+            self._tx_event.set()
+        self.metrics.mempool_size(len(self.mempool))
+        return results
+
+    def _admit(self, tx: Transaction, next_height: int) -> None:
+        assert self.chain is not None
+        validate_transaction_context(tx, self.genesis.channel, next_height)
+        if tx.sender not in self._members:
+            if find_member(self.chain.tree, tx.sender) is None:
+                raise InvalidInput(
+                    f"sender {tx.sender} is not a member of channel {self.genesis.channel}",
+                    code="unknown_sender",
+                )
+            self._members.add(tx.sender)
+        nonce = get_account_nonce(self.chain.tree, tx.sender)
+        self.mempool.add(tx, account_nonce=nonce, next_height=next_height)
+
+    def next_nonce(self, address: str) -> int:
+        assert self.chain is not None
+        return self.mempool.expected_nonce(address, get_account_nonce(self.chain.tree, address))
+
+    # --- production -----------------------------------------------------------------------
+    async def _produce_loop(self) -> None:
+        assert self.chain is not None
+        block_cfg = self.config.block
+        last_ms = now_ms()
+        while not self._stopping.is_set():
+            idle_deadline = last_ms + block_cfg.idle_block_interval_ms
+            if not len(self.mempool):
+                self._tx_event.clear()
+                timeout = max(0, idle_deadline - now_ms()) / 1000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._tx_event.wait(), timeout)
+                if self._stopping.is_set():
+                    return
+            wait_ms = last_ms + block_cfg.min_block_interval_ms - now_ms()
+            if wait_ms > 0:
+                await asyncio.sleep(wait_ms / 1000)
+            while self.chain.tip_height - self._executed_height > EXEC_BACKLOG_MAX:
+                self._executed_event.clear()
+                await self._executed_event.wait()
+            last_ms = now_ms()
+            await self._produce_block(last_ms)
+
+    async def _produce_block(self, timestamp_ms: int) -> None:
+        chain = self.chain
+        assert chain is not None
+        height = chain.tip_height + 1
+        txs = self.mempool.take(self.config.block.txs_max, self.config.block.bytes_max, height)
+        parent_raw = chain.store.find_block(chain.tip_height)
+        assert parent_raw is not None, "the tip block is stored"
+        parent: BlockHeader = decode(parent_raw, Block).header
+        exec_height = compute_exec_height(height, self._executed_height, parent.exec_root.height)
+        block = build_block(
+            parent=parent,
+            parent_id=chain.tip_id,
+            parent_qc=chain.highest_qc,
+            transactions=[tx.raw for tx in txs],
+            exec_root=chain.exec_root_for(exec_height),
+            timestamp_ms=timestamp_ms,
+            proposer=self.signer.address,
+            validator_set_hash=chain.validators.hash,
+        )
+        qc = certify_block(block.header, self.signer, chain.validators, chain.suite)
+        started = time.monotonic()
+        await asyncio.to_thread(chain.commit, height, encode(block), qc.vote_data.block_id, qc)
+        self.metrics.block_committed(height, len(txs), time.monotonic() - started)
+        self._exec_queue.put((height, txs))
+
+    # --- execution (its own thread) -------------------------------------------------------
+    def _execute_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.chain is not None
+        while True:
+            item = self._exec_queue.get()
+            if item is None:
+                return
+            height, txs = item
+            if height <= self.chain.executed_height:
+                continue  # queued twice during recovery
+            try:
+                executed = self.chain.execute(height, txs)
+            except BaseException as exc:  # halt: never invent a receipt or skip a height
+                self._exec_error = exc
+                logger.exception("execution_failed", extra={"fields": {"height": height}})
+                loop.call_soon_threadsafe(self.stop)
+                return
+            loop.call_soon_threadsafe(self._on_executed, executed)
+
+    def _on_executed(self, executed: ExecutedBlock) -> None:
+        self._executed_height = executed.height
+        self.mempool.mark_executed(executed.result.nonces)
+        now = time.monotonic()
+        latencies = []
+        for tx in executed.txs:
+            submitted = self._submit_times.pop(tx.id, None)
+            if submitted is not None:
+                latencies.append(now - submitted)
+        self.metrics.block_executed(executed, latencies)
+        self._executed_event.set()
+        self._executed_event = asyncio.Event()
+
+    async def wait_executed(self, timeout_s: float) -> bool:
+        """Wait until the next block is executed, or the timeout passes."""
+        event = self._executed_event
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def executed_height(self) -> int:
+        return self._executed_height
