@@ -21,16 +21,23 @@ from taihang.sdk.tx import build_signed_tx
 TAIHANG = [sys.executable, "-m", "taihang"]
 
 
-def run_cli(*args: str, home: Path | None = None, env: dict[str, str] | None = None,
-            check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    home: Path | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
     command = [*TAIHANG, *args]
     if home is not None:
         command += ["--home", str(home)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n"
-                             f"{result.stderr}")
+        raise AssertionError(
+            f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -51,7 +58,10 @@ class RunningNode:
         log = open(self.home / "node.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [*TAIHANG, "node", "start", "--home", str(self.home)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         self.wait_ready()
 
@@ -100,15 +110,29 @@ class Sender:
         self.address = compute_address(suite, self.public_key)
         self.nonce = nonce
 
-    def tx(self, contract: str, method: str, args: list[object], *, expires: int = 100_000,
-           nonce: int | None = None, channel: str | None = None) -> bytes:
+    def tx(
+        self,
+        contract: str,
+        method: str,
+        args: list[object],
+        *,
+        expires: int = 100_000,
+        nonce: int | None = None,
+        channel: str | None = None,
+    ) -> bytes:
         use = self.nonce if nonce is None else nonce
         if nonce is None:
             self.nonce += 1
-        return build_signed_tx(seed=self.seed, suite_name=self.network.crypto,
-                               channel=channel or self.network.channel, nonce=use,
-                               contract=contract, method=method, args=args,
-                               expires_at_height=expires)
+        return build_signed_tx(
+            seed=self.seed,
+            suite_name=self.network.crypto,
+            channel=channel or self.network.channel,
+            nonce=use,
+            contract=contract,
+            method=method,
+            args=args,
+            expires_at_height=expires,
+        )
 
 
 def admin_sender(network: Network, client: Client) -> Sender:

@@ -6,10 +6,10 @@ import threading
 import time
 
 import pytest
+from e2e_support import RunningNode, Sender, admin_sender, run_cli
 
 from taihang.crypto import get_suite
 from taihang.errors import TransientError
-from e2e_support import RunningNode, Sender, admin_sender, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -23,8 +23,9 @@ def setup_accounts(node: RunningNode) -> list[Sender]:
     suite = get_suite(node.network.crypto)
     with node.client() as client:
         admin = admin_sender(node.network, client)
-        senders = [Sender(node.network, suite.tagged_hash(b"e2e", bytes([i])))
-                   for i in range(ACCOUNTS)]
+        senders = [
+            Sender(node.network, suite.tagged_hash(b"e2e", bytes([i]))) for i in range(ACCOUNTS)
+        ]
         txs = [admin.tx("members", "add", [s.public_key, ["member"]]) for s in senders]
         txs += [admin.tx("asset", "issue", [s.address, FUNDING]) for s in senders]
         for start in range(0, len(txs), 40):  # stay under the per-sender nonce gap
@@ -35,8 +36,9 @@ def setup_accounts(node: RunningNode) -> list[Sender]:
     return senders
 
 
-def submit_in_background(node: RunningNode, transfers: list[bytes], ids: list[str],
-                         stop: threading.Event) -> threading.Thread:
+def submit_in_background(
+    node: RunningNode, transfers: list[bytes], ids: list[str], stop: threading.Event
+) -> threading.Thread:
     def submit() -> None:
         with node.client() as client:
             for start in range(0, len(transfers), BATCH):

@@ -33,12 +33,20 @@ def test_readme_tour_runs_verbatim(tmp_path: Path) -> None:
                 name, value = command.removeprefix("export ").split("=", 1)
                 env[name] = value
                 continue
-            result = subprocess.run(command, shell=True, cwd=tmp_path, env=env, text=True,
-                                    capture_output=True, timeout=90)
+            result = subprocess.run(
+                command,
+                shell=True,
+                cwd=tmp_path,
+                env=env,
+                text=True,
+                capture_output=True,
+                timeout=90,
+            )
             assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
             outputs[command] = result.stdout
     finally:
-        subprocess.run("taihang down", shell=True, cwd=tmp_path, env=env, timeout=60,
-                       capture_output=True)
+        subprocess.run(
+            "taihang down", shell=True, cwd=tmp_path, env=env, timeout=60, capture_output=True
+        )
     assert outputs["taihang query asset balance alice"].strip() == "10"
     assert "state root matches" in outputs["taihang ledger verify"]

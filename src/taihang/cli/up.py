@@ -63,8 +63,12 @@ def wait_for_commit(network: Network, start_heights: dict[str, int | None]) -> s
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 return f"{entry.name} is not running; end of its log:\n{tail}"
             height = fetch_height(entry.api)
+            if height is None:
+                continue
             before = start_heights.get(entry.name)
-            if height is not None and (before is None or height > before):
+            if before is None:
+                start_heights[entry.name] = height  # first answer of a node just started
+            elif height > before:
                 pending.discard(entry.name)
         if not pending:
             return None

@@ -39,12 +39,12 @@ def verify_node_ledger(home_path: Path) -> str:
     try:
         blocks = verify_blocks(chain)
         verify_state(chain)
+        return (
+            f"{blocks} blocks, heights 0..{chain.tip_height} linked and certified, "
+            f"executed to {chain.executed_height}, state root matches"
+        )
     finally:
         chain.close()
-    return (
-        f"{blocks} blocks, heights 0..{chain.tip_height} linked and certified, "
-        f"executed to {chain.executed_height}, state root matches"
-    )
 
 
 def verify_blocks(chain: Chain) -> int:
