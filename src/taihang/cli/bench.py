@@ -20,9 +20,10 @@ import httpx
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from taihang.cli.network import Network, load_network
+from taihang.codec import decode
 from taihang.crypto import CryptoSuite, get_suite
 from taihang.errors import TransientError
-from taihang.ledger.transaction import compute_address
+from taihang.ledger.transaction import TxEnvelope, compute_address, compute_tx_id
 from taihang.sdk.client import Client
 from taihang.sdk.keys import LoadedKey, load_key
 from taihang.sdk.tx import DEFAULT_EXPIRY_BLOCKS, build_signed_tx
@@ -42,6 +43,7 @@ class BenchResult:
     last_commit: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
+    verify_per_s: float = 0.0  # this machine's single-core signature checks, same run
 
     @property
     def all_committed(self) -> bool:
@@ -64,7 +66,23 @@ class BenchResult:
             "p95_ms": pct(0.95),
             "p99_ms": pct(0.99),
             "success_rate": round(self.ok / self.submitted, 4) if self.submitted else 0.0,
+            "rejected": dict(sorted(self.rejected.items())),
+            "verify_per_s": round(self.verify_per_s),
         }
+
+
+def measure_verify_rate(suite: CryptoSuite, seconds: float = 1.0) -> float:
+    """Signature verifications per second on one core, for the report's signature bound."""
+    seed = suite.tagged_hash(b"taihang/bench/verify", b"")
+    public_key = suite.public_key_from_seed(seed)
+    message = bytes(200)  # about a transfer's body
+    signature = suite.sign(seed, message)
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(200):
+            suite.verify(public_key, message, signature)
+        count += 200
+    return count / elapsed
 
 
 def account_seeds(suite: CryptoSuite, genesis_hash: bytes, count: int) -> list[bytes]:
@@ -160,13 +178,16 @@ def presign(
             expires_at_height=height + DEFAULT_EXPIRY_BLOCKS,
         )
         nonces[sender] += 1
-        from taihang.ledger.transaction import decode_transaction
-
-        out.append((decode_transaction(raw, suite).id, raw))
+        out.append((tx_id_of(raw, suite), raw))
         if i % 500 == 0:
             progress.update(task, completed=i)
     progress.update(task, completed=txs)
     return out
+
+
+def tx_id_of(raw: bytes, suite: CryptoSuite) -> bytes:
+    envelope = decode(raw, TxEnvelope)
+    return compute_tx_id(suite, envelope.body)
 
 
 async def submit_and_watch(
@@ -273,7 +294,10 @@ def run_bench(
         seeds = account_seeds(suite, genesis_hash, accounts)
         addresses = setup_accounts(client, network, seeds, progress)
         signed = presign(client, network, seeds, addresses, txs, progress)
-        return asyncio.run(submit_and_watch(network.api, signed, batch, rate, progress))
+        verify_per_s = measure_verify_rate(suite)
+        result = asyncio.run(submit_and_watch(network.api, signed, batch, rate, progress))
+        result.verify_per_s = verify_per_s
+        return result
 
 
 def _stderr_console() -> Any:
