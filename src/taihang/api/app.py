@@ -33,6 +33,7 @@ from taihang.ledger.receipt import Receipt
 from taihang.ledger.transaction import decode_transaction
 
 if TYPE_CHECKING:
+    from taihang.node.chain import Chain
     from taihang.node.runtime import Node
 
 _json = msgspec.json.Encoder()
@@ -208,9 +209,8 @@ def build_app(node: Node) -> FastAPI:
         chain = node.chain
         assert chain is not None
         skey = state_key(contract, key)
-        height = node.executed_height
         # Read value, proof and root in one thread hop so they describe the same version.
-        value, state_proof, root = await asyncio.to_thread(read_state, chain, skey, proof)
+        value, state_proof, root, height = await asyncio.to_thread(read_state, chain, skey, proof)
         out: dict[str, Any] = {
             "contract": contract,
             "key": key,
@@ -263,12 +263,14 @@ def build_app(node: Node) -> FastAPI:
     return app
 
 
-def read_state(chain: Any, skey: bytes, with_proof: bool) -> tuple[bytes | None, Any, bytes]:
-    root = chain.tree.root
-    if with_proof:
-        value, state_proof = chain.tree.prove(skey)
-        return value, state_proof, root
-    return chain.tree.get(skey), None, root
+def read_state(chain: Chain, skey: bytes, with_proof: bool) -> tuple[bytes | None, Any, bytes, int]:
+    """Value, proof, root and height of one version: the lock keeps execution out meanwhile."""
+    with chain.lock:
+        root, height = chain.tree.root, chain.executed_height
+        if with_proof:
+            value, state_proof = chain.tree.prove(skey)
+            return value, state_proof, root, height
+        return chain.tree.get(skey), None, root, height
 
 
 def parse_hex(text: str, what: str, length: int) -> bytes:

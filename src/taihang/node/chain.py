@@ -8,6 +8,7 @@ store schema, the genesis hash, and the highest certificate against the tip bloc
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,9 @@ class Chain:
         self.store = LedgerStore(kv)
         self.tree = StateTree(kv)
         self.executor = Executor(self.suite)
+        # Held while a ledger batch is written and the tree moves to its root, so a reader
+        # taking it (state proofs) sees a root and tree nodes of the same version.
+        self.lock = threading.Lock()
         if not self.store.is_initialized():
             self._initialize()
         self.store.check_schema(self.genesis_hash)
@@ -162,8 +166,9 @@ class Chain:
             exec_root=exec_root,
         )
         puts.update(state_puts)
-        self.store.write(puts)
-        self.tree.commit_update(state_root)
+        with self.lock:
+            self.store.write(puts)
+            self.tree.commit_update(state_root)
         return ExecutedBlock(height, block_id, txs, result, exec_root)
 
     def exec_root_for(self, height: int) -> ExecRoot:

@@ -41,6 +41,7 @@ from taihang.node.verify import VerifierPool
 from taihang.sdk.keys import LoadedKey, load_key
 
 logger = logging.getLogger("taihang.node")
+SUBMIT_TIMES_MAX = 200_000  # latency bookkeeping for transactions not yet executed
 EXEC_BACKLOG_MAX = 8  # committed-but-unexecuted blocks before the producer waits
 
 
@@ -125,8 +126,10 @@ class Node:
         self.chain = await asyncio.to_thread(
             Chain.open, self.home.data_path(self.config), self.genesis
         )
-        if self.chain.validators.index_of(self.key.address) < 0:
-            raise ConfigurationError("this node's key is not a validator in genesis")
+        if self.key.address not in self.chain.validators.by_address:
+            raise ConfigurationError(
+                f"this node's key {self.key.address} is not a validator in genesis"
+            )
         self.verifier = VerifierPool(self.chain.suite, self.config.verify_workers)
         self._executed_height = self.chain.executed_height
         exec_thread = threading.Thread(target=self._execute_loop, args=(loop,), name="execute")
@@ -195,6 +198,9 @@ class Node:
                 results.append(exc)
             else:
                 self._submit_times[item.id] = received
+                if len(self._submit_times) > SUBMIT_TIMES_MAX:  # expired txs never execute
+                    for stale in list(self._submit_times)[: SUBMIT_TIMES_MAX // 2]:
+                        del self._submit_times[stale]
                 results.append(item.id)
         if len(self.mempool):
             self._tx_event.set()
