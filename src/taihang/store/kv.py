@@ -10,9 +10,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from taihang.errors import StoreError
+
+BLOCK_CACHE_BYTES = 256 * 1024 * 1024
 
 
 class KVStore(Protocol):
@@ -64,11 +66,18 @@ class MemoryKV:
 class RocksKV:
     """RocksDB through rocksdict in raw mode (values are bytes, never pickled)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, block_cache_bytes: int = BLOCK_CACHE_BYTES) -> None:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_max_background_jobs(2)
         options.increase_parallelism(2)
+        # Point reads dominate (state values, tree nodes, tx index): a bloom filter skips
+        # SST files without the key and a shared block cache keeps hot tree levels in memory
+        # (measured ~30% faster blocks and ~70% faster reads at 1M keys, ADR 0003).
+        table = BlockBasedOptions()
+        table.set_bloom_filter(10, False)
+        table.set_block_cache(Cache(block_cache_bytes))
+        options.set_block_based_table_factory(table)
         try:
             self._db = Rdict(str(path), options)
         except Exception as exc:  # rocksdict raises bare Exception on open errors
