@@ -46,6 +46,8 @@ def decode(data: bytes, type_: type[T], *, max_bytes: int = ENCODED_BYTES_MAX) -
         raise DecodeError(f"{name}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"{name}: {exc}") from None
+    except UnicodeDecodeError:  # msgspec lets a string that is not UTF-8 through as this
+        raise DecodeError(f"{name}: a string is not valid UTF-8") from None
     except RecursionError:
         raise DecodeError(f"{name}: nesting too deep") from None
     if _encoder.encode(value) != bytes(data):

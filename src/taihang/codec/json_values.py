@@ -13,6 +13,8 @@ from taihang.codec.values import Value, validate_value
 from taihang.constants import NESTING_DEPTH_MAX
 from taihang.errors import DecodeError
 
+_MARKERS = ({"$bytes"}, {"$map"})
+
 
 def value_to_json(value: Value) -> Any:
     if isinstance(value, bytes):
@@ -20,7 +22,9 @@ def value_to_json(value: Value) -> Any:
     if isinstance(value, list | tuple):
         return [value_to_json(v) for v in value]
     if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value):
+        # A str-keyed dict whose only key is "$bytes" or "$map" would read back as bytes or a
+        # map, so it takes the `$map` form too.
+        if all(isinstance(k, str) for k in value) and set(value) not in _MARKERS:
             return {k: value_to_json(v) for k, v in value.items()}
         return {"$map": [[value_to_json(k), value_to_json(v)] for k, v in value.items()]}
     return value
@@ -46,7 +50,13 @@ def value_from_json(data: Any, depth: int = 0) -> Value:
                 isinstance(p, list) and len(p) == 2 for p in pairs
             ):
                 raise DecodeError("$map must be a list of [key, value] pairs")
-            return {value_from_json(k, depth + 1): value_from_json(v, depth + 1) for k, v in pairs}
+            result: dict[Any, Value] = {}
+            for k, v in pairs:
+                key = value_from_json(k, depth + 1)
+                if not isinstance(key, str | bytes | int):  # also keeps unhashable keys out
+                    raise DecodeError(f"map key of type {type(key).__name__} is not allowed")
+                result[key] = value_from_json(v, depth + 1)
+            return result
         return {k: value_from_json(v, depth + 1) for k, v in data.items()}
     if data is None or isinstance(data, bool | int | str):
         if isinstance(data, int):

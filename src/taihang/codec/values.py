@@ -39,7 +39,10 @@ _decoder = msgspec.msgpack.Decoder(ext_hook=_big_int_from_ext)
 
 
 def _big_int_to_ext(value: int) -> msgspec.msgpack.Ext:
-    length = (value.bit_length() + 8) // 8
+    # Minimal two's complement needs the bits of value (of ~value when negative) plus a sign
+    # bit; counting a negative value's own bits would give -2**71 ten bytes instead of nine.
+    magnitude_bits = value.bit_length() if value >= 0 else (~value).bit_length()
+    length = (magnitude_bits + 8) // 8
     return msgspec.msgpack.Ext(BIG_INT_EXT_CODE, value.to_bytes(length, "big", signed=True))
 
 
@@ -88,6 +91,8 @@ def decode_value(data: bytes, *, max_bytes: int = ENCODED_BYTES_MAX) -> Value:
         value = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise DecodeError(f"malformed value: {exc}") from None
+    except UnicodeDecodeError:  # msgspec lets a string that is not UTF-8 through as this
+        raise DecodeError("malformed value: a string is not valid UTF-8") from None
     except RecursionError:
         raise DecodeError("value nested too deep") from None
     except TypeError as exc:  # an unhashable map key

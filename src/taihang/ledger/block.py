@@ -228,6 +228,8 @@ def validate_header_links(header: BlockHeader, parent: BlockHeader, parent_id: b
     """Raise `InvalidBlock` unless `header` correctly extends `parent` (ids, heights, roots)."""
     if header.protocol_version != PROTOCOL_VERSION:
         raise InvalidBlock(f"protocol version {header.protocol_version} is not supported")
+    if header.channel != parent.channel or header.epoch != parent.epoch:
+        raise InvalidBlock(f"block {header.height} changes channel or epoch within a chain")
     if header.height != parent.height + 1:
         raise InvalidBlock(f"height {header.height} does not follow {parent.height}")
     if header.parent_id != parent_id:

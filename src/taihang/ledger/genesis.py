@@ -123,14 +123,26 @@ def validate_genesis(genesis: Genesis) -> None:
         raise ConfigurationError("genesis: orgs must be non-empty with unique ids")
     if not genesis.validators:
         raise ConfigurationError("genesis: at least one validator is required")
+    validator_keys: set[bytes] = set()
     for v in genesis.validators:
-        _hex_key(v.public_key, f"validator {v.name}", suite)
+        key = _hex_key(v.public_key, f"validator {v.name}", suite)
+        if key in validator_keys:  # one key, one address: the validator set would refuse it
+            raise ConfigurationError(f"genesis: validator {v.name} repeats another's key")
+        validator_keys.add(key)
         if v.org not in org_ids:
             raise ConfigurationError(f"genesis: validator {v.name} names unknown org {v.org}")
         if v.weight <= 0:
             raise ConfigurationError(f"genesis: validator {v.name} needs a positive weight")
+    for o in genesis.observers:
+        _hex_key(o.public_key, f"observer {o.name}", suite)
+        if o.org not in org_ids:
+            raise ConfigurationError(f"genesis: observer {o.name} names unknown org {o.org}")
+    member_keys: set[bytes] = set()
     for m in genesis.members:
-        _hex_key(m.public_key, "member", suite)
+        key = _hex_key(m.public_key, "member", suite)
+        if key in member_keys:  # the genesis state would silently keep only the last entry
+            raise ConfigurationError(f"genesis: member key {m.public_key} appears twice")
+        member_keys.add(key)
         if m.org not in org_ids:
             raise ConfigurationError(f"genesis: member names unknown org {m.org}")
         unknown = [r for r in m.roles if r not in ROLES]
