@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import tomli_w
 
+from taihang.constants import TX_BYTES_MAX
 from taihang.errors import ConfigurationError
 
 
@@ -54,8 +55,11 @@ def validate_config(config: NodeConfig) -> None:
         or block.idle_block_interval_ms < block.min_block_interval_ms
     ):
         raise ConfigurationError("block: need 1 <= min_block_interval_ms <= idle_block_interval_ms")
-    if block.txs_max < 1 or block.bytes_max < 1024:
-        raise ConfigurationError("block: txs_max must be >= 1 and bytes_max >= 1024")
+    if block.txs_max < 1 or block.bytes_max < TX_BYTES_MAX:
+        # A block must fit the largest valid transaction, or one could stall the mempool.
+        raise ConfigurationError(
+            f"block: txs_max must be >= 1 and bytes_max >= {TX_BYTES_MAX} (the largest tx)"
+        )
     pool = config.mempool
     if min(pool.txs_max, pool.bytes_max, pool.per_sender_max) < 1 or pool.nonce_gap_max < 0:
         raise ConfigurationError("mempool: limits must be positive")

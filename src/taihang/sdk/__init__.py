@@ -1,0 +1,1 @@
+"""The Python SDK: key files, transaction building and signing, submitting, queries, events."""
