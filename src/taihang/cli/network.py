@@ -37,6 +37,7 @@ from taihang.ledger.genesis import (
 from taihang.node.config import ApiConfig, NodeConfig, save_config
 from taihang.node.home import LOG_FILE, find_running_pid
 from taihang.node.pki import build_org_ca, issue_node_certificate
+from taihang.node.safety import create_safety_record
 from taihang.sdk.keys import KeyStore, generate_seed, save_key
 
 NETWORK_FILE = "network.toml"
@@ -124,6 +125,7 @@ def init_network(
             password=None,
             development=True,
         )
+        create_safety_record(home)  # with the key: see node/safety.py
         tls_key, tls_cert = issue_node_certificate(
             ca_key, ca_cert, node_name=name, org_id=org_id, hosts=["127.0.0.1", "localhost"]
         )

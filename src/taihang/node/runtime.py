@@ -37,6 +37,11 @@ from taihang.node.config import NodeConfig
 from taihang.node.home import NodeHome
 from taihang.node.logs import configure_logging, log, now_ms
 from taihang.node.metrics import NodeMetrics
+from taihang.node.safety import (
+    SAFETY_INTERVAL_ROUNDS,
+    save_safety_record,
+    validate_store_against_safety,
+)
 from taihang.node.verify import VerifierPool
 from taihang.sdk.keys import LoadedKey, load_key
 
@@ -98,6 +103,7 @@ class Node:
         self._exec_queue: queue.Queue[tuple[int, list[Transaction] | None] | None] = queue.Queue()
         self._exec_error: BaseException | None = None
         self._executed_height = -1
+        self._safety_round = 0
         self._submit_times: dict[bytes, float] = {}
         self.started_ms = now_ms()
 
@@ -130,6 +136,9 @@ class Node:
             raise ConfigurationError(
                 f"this node's key {self.key.address} is not a validator in genesis"
             )
+        self._safety_round = validate_store_against_safety(
+            self.home.path, self.chain.highest_qc.vote_data.round
+        )
         self.verifier = VerifierPool(self.chain.suite, self.config.verify_workers)
         self._executed_height = self.chain.executed_height
         exec_thread = threading.Thread(target=self._execute_loop, args=(loop,), name="execute")
@@ -167,6 +176,9 @@ class Node:
         finally:
             self._exec_queue.put(None)
             await asyncio.to_thread(exec_thread.join)
+            await asyncio.to_thread(
+                save_safety_record, self.home.path, self.chain.highest_qc.vote_data.round
+            )
             self.verifier.close()
             self.chain.close()
             log(logger, "node_stopped", name=self.config.name)
@@ -269,6 +281,12 @@ class Node:
         qc = certify_block(block.header, self.signer, chain.validators, chain.suite)
         started = time.monotonic()
         await asyncio.to_thread(chain.commit, height, encode(block), qc.vote_data.block_id, qc)
+        if (
+            qc.vote_data.round >= self._safety_round + SAFETY_INTERVAL_ROUNDS
+            or not self._safety_round
+        ):
+            await asyncio.to_thread(save_safety_record, self.home.path, qc.vote_data.round)
+            self._safety_round = qc.vote_data.round
         self.metrics.block_committed(height, len(txs), time.monotonic() - started)
         self._exec_queue.put((height, txs))
 
