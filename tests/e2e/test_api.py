@@ -149,6 +149,8 @@ def test_bad_input_gets_codes(api_node: RunningNode, http: httpx.Client) -> None
     expect_problem(http.get("/api/v1/transactions/zz"), 400, "malformed")
     expect_problem(http.get(f"/api/v1/transactions/{'00' * 32}"), 404, "transaction_not_found")
     expect_problem(http.get("/api/v1/blocks/999999"), 404, "block_not_found")
+    expect_problem(http.get("/api/v1/blocks", params={"cursor": "abc"}), 400, "malformed")
+    expect_problem(http.get("/api/v1/nothing-here"), 404, "not_found")
     expect_problem(
         http.post("/api/v1/query", json={"contract": "asset", "method": "nope"}), 422, "reverted"
     )

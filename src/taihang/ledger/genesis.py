@@ -21,10 +21,9 @@ from taihang.ledger.block import (
     Block,
     BlockHeader,
     ExecRoot,
-    QuorumCert,
     Validator,
     ValidatorSet,
-    VoteData,
+    build_genesis_qc,
 )
 from taihang.ledger.transaction import compute_address, is_valid_name
 
@@ -189,18 +188,6 @@ def build_genesis_block(genesis: Genesis, state_root: bytes) -> Block:
         tx_root=compute_root([]),
         exec_root=ExecRoot(height=0, state_root=state_root, receipts_root=compute_root([])),
         validator_set_hash=build_validator_set(genesis).hash,
-        qc=QuorumCert(
-            vote_data=VoteData(
-                channel=genesis.channel,
-                epoch=0,
-                round=0,
-                block_id=ZERO_HASH,
-                height=0,
-                parent_id=ZERO_HASH,
-                parent_round=0,
-            ),
-            signers=b"",
-            signatures=[],
-        ),
+        qc=build_genesis_qc(genesis.channel, ZERO_HASH),  # genesis has no parent to certify
     )
     return Block(header=header, transactions=[])
