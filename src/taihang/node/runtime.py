@@ -18,6 +18,7 @@ import contextlib
 import logging
 import queue
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -62,6 +63,20 @@ class KeySigner:
         from taihang.crypto import get_suite
 
         return get_suite(self.key.suite).sign(self.key.seed, message)
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    """Bind the API port up front, so a taken port is a clear start-up error."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port} for the API: {exc}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -129,46 +144,55 @@ class Node:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        self.chain = await asyncio.to_thread(
-            Chain.open, self.home.data_path(self.config), self.genesis
-        )
-        if self.key.address not in self.chain.validators.by_address:
+        api_socket = bind_api_socket(self.config.api.host, self.config.api.port)
+        try:
+            self.chain = await asyncio.to_thread(
+                Chain.open, self.home.data_path(self.config), self.genesis
+            )
+            try:
+                self._check_may_sign(self.chain)
+                await self._run(loop, self.chain, api_socket)
+            finally:
+                self.chain.close()
+        finally:
+            api_socket.close()
+
+    def _check_may_sign(self, chain: Chain) -> None:
+        if self.key.address not in chain.validators.by_address:
             raise ConfigurationError(
                 f"this node's key {self.key.address} is not a validator in genesis"
             )
         self._safety_round = validate_store_against_safety(
-            self.home.path, self.chain.highest_qc.vote_data.round
+            self.home.path, chain.highest_qc.vote_data.round
         )
-        self.verifier = VerifierPool(self.chain.suite, self.config.verify_workers)
-        self._executed_height = self.chain.executed_height
-        exec_thread = threading.Thread(target=self._execute_loop, args=(loop,), name="execute")
-        exec_thread.start()
-        for height in self.chain.store.committed_heights():
-            self._exec_queue.put((height, None))  # recovery: re-execute committed blocks
+
+    async def _run(
+        self, loop: asyncio.AbstractEventLoop, chain: Chain, api_socket: socket.socket
+    ) -> None:
+        """Start the executor thread, the API and the producer; stop them in reverse order."""
         from taihang.api.app import build_app
 
+        self.verifier = VerifierPool(chain.suite, self.config.verify_workers)
+        self._executed_height = chain.executed_height
+        exec_thread = threading.Thread(target=self._execute_loop, args=(loop,), name="execute")
+        exec_thread.start()
+        for height in chain.store.committed_heights():
+            self._exec_queue.put((height, None))  # recovery: re-execute committed blocks
         server = _Server(
-            uvicorn.Config(
-                build_app(self),
-                host=self.config.api.host,
-                port=self.config.api.port,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-            )
+            uvicorn.Config(build_app(self), log_level="warning", access_log=False, lifespan="off")
         )
         log(
             logger,
             "node_started",
             name=self.config.name,
             channel=self.genesis.channel,
-            height=self.chain.tip_height,
+            height=chain.tip_height,
             executed_height=self._executed_height,
             api=f"http://{self.config.api.host}:{self.config.api.port}",
         )
         try:
             async with asyncio.TaskGroup() as group:
-                api_task = group.create_task(server.serve())
+                api_task = group.create_task(server.serve(sockets=[api_socket]))
                 group.create_task(self._produce_loop())
                 await self._stopping.wait()
                 server.should_exit = True
@@ -177,10 +201,9 @@ class Node:
             self._exec_queue.put(None)
             await asyncio.to_thread(exec_thread.join)
             await asyncio.to_thread(
-                save_safety_record, self.home.path, self.chain.highest_qc.vote_data.round
+                save_safety_record, self.home.path, chain.highest_qc.vote_data.round
             )
             self.verifier.close()
-            self.chain.close()
             log(logger, "node_stopped", name=self.config.name)
         if self._exec_error is not None:
             raise SystemExit(f"execution halted: {self._exec_error}")
@@ -263,6 +286,7 @@ class Node:
         chain = self.chain
         assert chain is not None
         height = chain.tip_height + 1
+        self.mempool.remove_expired(height)  # gapped txs past expiry would never leave
         txs = self.mempool.take(self.config.block.txs_max, self.config.block.bytes_max, height)
         parent_raw = chain.store.find_block(chain.tip_height)
         assert parent_raw is not None, "the tip block is stored"

@@ -1,12 +1,15 @@
-"""A node whose store was lost, or whose safety record was lost, refuses to sign again."""
+"""Start-up refusals: a lost store or safety record (no signing), a taken port."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 
 import pytest
 from e2e_support import RunningNode, run_cli
+
+from taihang.cli.network import Network
 
 pytestmark = pytest.mark.e2e
 
@@ -43,3 +46,13 @@ def test_clean_restart_keeps_signing(node: RunningNode) -> None:
     with node.client() as client:
         before = client.status()["height"]
     wait_height(node, before + 1)
+
+
+def test_taken_api_port_is_a_clear_error(network: Network) -> None:
+    port = network.nodes[0].api_port
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        result = run_cli("node", "start", home=network.nodes[0].home, check=False, timeout=60)
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
