@@ -30,9 +30,9 @@ def setup_accounts(node: RunningNode) -> list[Sender]:
         txs += [admin.tx("asset", "issue", [s.address, FUNDING]) for s in senders]
         for start in range(0, len(txs), 40):  # stay under the per-sender nonce gap
             results = client.submit_batch(txs[start : start + 40])
-            assert all("id" in r for r in results), results
-            receipt = client.wait_for_receipt(results[-1]["id"])["receipt"]
-            assert receipt["status"] == "ok", receipt
+            assert all(r.ok for r in results), results
+            receipt = client.wait_for_receipt(str(results[-1].id)).receipt
+            assert receipt is not None and receipt.status == "ok", receipt
     return senders
 
 
@@ -48,7 +48,7 @@ def submit_in_background(
                     results = client.submit_batch(transfers[start : start + BATCH])
                 except TransientError:
                     return  # the node was killed
-                ids.extend(r["id"] for r in results if "id" in r)
+                ids.extend(r.id for r in results if r.id is not None)
                 time.sleep(0.02)
 
     thread = threading.Thread(target=submit)
@@ -60,13 +60,13 @@ def read_commits_until(node: RunningNode, count: int) -> dict[str, int]:
     """Tx id -> height for every receipt read, until `count` were read (or 60 s passed)."""
     committed: dict[str, int] = {}
     with node.client() as client:
-        height = client.status()["executed_height"]
+        height = client.status().executed_height
         deadline = time.monotonic() + 60
         while len(committed) < count and time.monotonic() < deadline:
-            executed = client.status()["executed_height"]
+            executed = client.status().executed_height
             for h in range(height + 1, executed + 1):
-                for receipt in client.get_receipts(h):
-                    committed[receipt["tx_id"]] = h
+                for receipt in client.get_receipts(h).receipts:
+                    committed[receipt.tx_id] = h
             height = executed
             time.sleep(0.01)
     return committed
@@ -94,17 +94,18 @@ def test_sigkill_under_load_loses_nothing_committed(node: RunningNode) -> None:
     with node.client() as client:
         for tx_id, height in committed.items():
             answer = client.get_transaction(tx_id)
-            assert answer["status"] == "committed", tx_id
-            assert answer["height"] == height
+            assert answer.status == "committed", tx_id
+            assert answer.height == height
         admin = admin_sender(node.network, client)
         after = client.submit(admin.tx("asset", "transfer", [senders[0].address, 1]))
-        assert client.wait_for_receipt(after)["receipt"]["status"] == "ok"
-        tip = client.status()["height"]
+        receipt = client.wait_for_receipt(after).receipt
+        assert receipt is not None and receipt.status == "ok"
+        tip = client.status().height
         previous = client.get_block(0)
         for height in range(1, tip + 1):
             block = client.get_block(height)
-            assert block["height"] == height
-            assert block["parent_id"] == previous["id"], f"block {height} does not link"
+            assert block.height == height
+            assert block.parent_id == previous.id, f"block {height} does not link"
             previous = block
         supply = client.query("asset", "supply", [])
         genesis_supply = client.query("asset", "balance", [admin.address])

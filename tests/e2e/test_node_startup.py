@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 def wait_height(node: RunningNode, height: int) -> None:
     deadline = time.monotonic() + 30
     with node.client() as client:
-        while client.status()["height"] < height:
+        while client.status().height < height:
             assert time.monotonic() < deadline, "no progress"
             time.sleep(0.1)
 
@@ -44,7 +44,7 @@ def test_clean_restart_keeps_signing(node: RunningNode) -> None:
     assert node.stop() == 0
     node.start()
     with node.client() as client:
-        before = client.status()["height"]
+        before = client.status().height
     wait_height(node, before + 1)
 
 

@@ -10,13 +10,11 @@ genesis hash, so repeated runs reuse the same accounts.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from taihang.cli.network import Network, load_network
@@ -24,8 +22,10 @@ from taihang.codec import decode
 from taihang.crypto import CryptoSuite, get_suite
 from taihang.errors import TransientError
 from taihang.ledger.transaction import TxEnvelope, compute_address, compute_tx_id
-from taihang.sdk.client import Client
-from taihang.sdk.keys import LoadedKey, load_key
+from taihang.sdk.account import Account, Call
+from taihang.sdk.client import AsyncClient, Client
+from taihang.sdk.keys import load_key
+from taihang.sdk.signer import KeySigner
 from taihang.sdk.tx import DEFAULT_EXPIRY_BLOCKS, build_signed_tx
 
 SETUP_CHUNK = 50  # below the mempool's per-sender and nonce-gap limits
@@ -92,60 +92,40 @@ def account_seeds(suite: CryptoSuite, genesis_hash: bytes, count: int) -> list[b
     ]
 
 
-def _send_chunked(
-    client: Client,
-    network: Network,
-    admin: LoadedKey,
-    calls: list[tuple[str, str, list[Any]]],
-    progress: Progress,
-    label: str,
-) -> None:
+def _send_chunked(admin: Account, calls: list[Call], progress: Progress, label: str) -> None:
+    """Send setup calls in chunks that fit the mempool's per-sender limits; wait for each."""
     task = progress.add_task(label, total=len(calls))
     for start in range(0, len(calls), SETUP_CHUNK):
         chunk = calls[start : start + SETUP_CHUNK]
-        height = int(client.status()["height"])
-        nonce = client.next_nonce(admin.address)
-        txs = [
-            build_signed_tx(
-                seed=admin.seed,
-                suite_name=admin.suite,
-                channel=network.channel,
-                nonce=nonce + i,
-                contract=c,
-                method=m,
-                args=a,
-                expires_at_height=height + DEFAULT_EXPIRY_BLOCKS,
-            )
-            for i, (c, m, a) in enumerate(chunk)
-        ]
-        results = client.submit_batch(txs)
-        errors = [r["error"] for r in results if "error" in r]
+        results = admin.submit_batch(chunk)
+        errors = [r.error for r in results if r.error is not None]
         if errors:
-            raise TransientError(f"setup transaction rejected: {errors[0]}")
-        receipt = client.wait_for_receipt(results[-1]["id"], timeout_ms=30_000)["receipt"]
-        if receipt["status"] != "ok":
-            raise TransientError(f"setup transaction failed: {receipt['error_message']}")
+            raise TransientError(f"setup transaction rejected: {errors[0].detail}")
+        last = results[-1].id
+        assert last is not None
+        receipt = admin.client.wait_for_receipt(last).receipt
+        assert receipt is not None
+        if receipt.status != "ok":
+            raise TransientError(f"setup transaction failed: {receipt.error_message}")
         progress.advance(task, len(chunk))
 
 
 def setup_accounts(
     client: Client, network: Network, seeds: list[bytes], progress: Progress
 ) -> list[str]:
-    """Register and fund the accounts that are not yet members; return their addresses."""
+    """Register and fund the accounts that are not yet funded members; return addresses."""
     suite = get_suite(network.crypto)
-    admin = load_key(network.keystore.path_for("admin"))
+    admin = Account(client, KeySigner(load_key(network.keystore.path_for("admin"))))
     keys = [suite.public_key_from_seed(s) for s in seeds]
     addresses: list[str] = [compute_address(suite, k) for k in keys]
-    last = client.get_account(addresses[-1])
-    if last["member"] is not None and client.query("asset", "balance", [addresses[-1]]):
-        return addresses
-    first_new = 0
-    while first_new < len(addresses) and client.get_account(addresses[first_new])["member"]:
-        first_new += 1
-    adds = [("members", "add", [k, ["member"]]) for k in keys[first_new:]]
-    _send_chunked(client, network, admin, adds, progress, "registering accounts")
-    funds = [("asset", "issue", [a, FUNDING]) for a in addresses]
-    _send_chunked(client, network, admin, funds, progress, "funding accounts")
+    new = [k for k, a in zip(keys, addresses, strict=True) if client.get_account(a).member is None]
+    unfunded = [a for a in addresses if not client.query("asset", "balance", [a])]
+    _send_chunked(
+        admin, [("members", "add", [k, ["member"]]) for k in new], progress, "registering accounts"
+    )
+    _send_chunked(
+        admin, [("asset", "issue", [a, FUNDING]) for a in unfunded], progress, "funding accounts"
+    )
     return addresses
 
 
@@ -159,7 +139,7 @@ def presign(
 ) -> list[tuple[bytes, bytes]]:
     """(tx id, envelope) pairs in submission order: nonce layer by layer across accounts."""
     suite = get_suite(network.crypto)
-    height = int(client.status()["height"])
+    height = client.status().height
     nonces = [client.next_nonce(a) for a in addresses]
     task = progress.add_task("signing", total=txs)
     out: list[tuple[bytes, bytes]] = []
@@ -191,15 +171,19 @@ def tx_id_of(raw: bytes, suite: CryptoSuite) -> bytes:
 
 
 async def submit_and_watch(
-    api: str, signed: list[tuple[bytes, bytes]], batch: int, rate: float | None, progress: Progress
+    api: str,
+    signed: list[tuple[bytes, bytes]],
+    batch: int,
+    rate: float | None,
+    progress: Progress,
 ) -> BenchResult:
     result = BenchResult()
     sent_at: dict[str, float] = {}
     task = progress.add_task("committed", total=len(signed))
-    async with httpx.AsyncClient(base_url=api, timeout=60.0) as http:
-        start_height = (await http.get("/api/v1/status")).json()["executed_height"]
-        watcher = asyncio.create_task(_watch(http, start_height, sent_at, result, progress, task))
-        await _submit(http, signed, batch, rate, sent_at, result)
+    async with AsyncClient(api, timeout_s=60.0) as client:
+        start_height = (await client.status()).executed_height
+        watcher = asyncio.create_task(_watch(client, start_height, sent_at, result, progress, task))
+        await _submit(client, signed, batch, rate, sent_at, result)
         deadline = time.monotonic() + COMMIT_TIMEOUT_S
         while sent_at and time.monotonic() < deadline and not watcher.done():
             await asyncio.sleep(0.05)
@@ -208,7 +192,7 @@ async def submit_and_watch(
 
 
 async def _submit(
-    http: httpx.AsyncClient,
+    client: AsyncClient,
     signed: list[tuple[bytes, bytes]],
     batch: int,
     rate: float | None,
@@ -219,19 +203,17 @@ async def _submit(
     result.first_submit = time.monotonic()
 
     async def post(chunk: list[tuple[bytes, bytes]]) -> None:
-        body = {"txs": [base64.b64encode(raw).decode() for _, raw in chunk]}
         now = time.monotonic()
         for tx_id, _ in chunk:
             sent_at[tx_id.hex()] = now
         try:
-            response = await http.post("/api/v1/transactions/batch", json=body)
-            answers = response.json()["results"]
+            answers = await client.submit_batch([raw for _, raw in chunk])
         finally:
             gate.release()
         for (tx_id, _), answer in zip(chunk, answers, strict=True):
-            if "error" in answer:
+            if answer.error is not None:
                 sent_at.pop(tx_id.hex(), None)
-                code = answer["error"]["code"]
+                code = answer.error.code
                 result.rejected[code] = result.rejected.get(code, 0) + 1
 
     tasks = []
@@ -248,7 +230,7 @@ async def _submit(
 
 
 async def _watch(
-    http: httpx.AsyncClient,
+    client: AsyncClient,
     height: int,
     sent_at: dict[str, float],
     result: BenchResult,
@@ -257,17 +239,17 @@ async def _watch(
 ) -> None:
     """Read every newly executed block's receipts; a tx counts when its receipt is read."""
     while True:
-        executed = (await http.get("/api/v1/status")).json()["executed_height"]
+        executed = (await client.status()).executed_height
         while height < executed:
             height += 1
-            receipts = (await http.get(f"/api/v1/blocks/{height}/receipts")).json()["receipts"]
+            receipts = (await client.get_receipts(height)).receipts
             now = time.monotonic()
             for receipt in receipts:
-                sent = sent_at.pop(receipt["tx_id"], None)
+                sent = sent_at.pop(receipt.tx_id, None)
                 if sent is None:
                     continue
                 result.committed += 1
-                result.ok += receipt["status"] == "ok"
+                result.ok += receipt.status == "ok"
                 result.latencies_ms.append((now - sent) * 1000)
                 result.last_commit = now
             progress.update(task, completed=result.committed)
@@ -290,7 +272,7 @@ def run_bench(
         ) as progress,
         Client(network.api) as client,
     ):
-        genesis_hash = bytes.fromhex(client.status()["genesis_hash"])
+        genesis_hash = bytes.fromhex(client.status().genesis_hash)
         seeds = account_seeds(suite, genesis_hash, accounts)
         addresses = setup_accounts(client, network, seeds, progress)
         signed = presign(client, network, seeds, addresses, txs, progress)

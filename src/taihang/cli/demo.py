@@ -8,59 +8,40 @@ import typer
 
 from taihang.cli.network import Network
 from taihang.crypto import get_suite
-from taihang.ledger.transaction import compute_address
+from taihang.sdk.account import Account
 from taihang.sdk.client import Client
 from taihang.sdk.keys import load_key
-from taihang.sdk.tx import DEFAULT_EXPIRY_BLOCKS, build_signed_tx
+from taihang.sdk.signer import KeySigner
 
 DEMO_ACCOUNTS = 5
+DEMO_FUNDS = 1_000_000
 
 
 def run_demo(network: Network) -> None:
-    """Issue tokens to demo accounts, then send transfers between them every second."""
+    """Register and fund demo accounts, then send a transfer between them every second."""
     suite = get_suite(network.crypto)
-    admin = load_key(network.keystore.path_for("admin"))
-    seeds = [suite.tagged_hash(b"taihang/demo", bytes([i])) for i in range(DEMO_ACCOUNTS)]
-    addresses = [compute_address(suite, suite.public_key_from_seed(s)) for s in seeds]
     with Client(network.api) as client:
-
-        def send(seed: bytes, address: str, contract: str, method: str, args: list[object]) -> str:
-            height = int(client.status()["height"])
-            tx = build_signed_tx(
-                seed=seed,
-                suite_name=network.crypto,
-                channel=network.channel,
-                nonce=client.next_nonce(address),
-                contract=contract,
-                method=method,
-                args=args,
-                expires_at_height=height + DEFAULT_EXPIRY_BLOCKS,
+        admin = Account(client, KeySigner(load_key(network.keystore.path_for("admin"))))
+        traders = [
+            Account(
+                client,
+                KeySigner.from_seed(
+                    suite.tagged_hash(b"taihang/demo", bytes([i])), network.crypto, f"demo{i}"
+                ),
             )
-            return client.submit(tx)
-
-        for seed, address in zip(seeds, addresses, strict=True):
-            if client.get_account(address)["member"] is None:
-                public_key = suite.public_key_from_seed(seed)
-                client.wait_for_receipt(
-                    send(admin.seed, admin.address, "members", "add", [public_key, ["member"]])
-                )
-                client.wait_for_receipt(
-                    send(admin.seed, admin.address, "asset", "issue", [address, 1_000_000])
-                )
+            for i in range(DEMO_ACCOUNTS)
+        ]
+        for trader in traders:
+            if client.get_account(trader.address).member is None:
+                admin.send("members", "add", [trader.signer.public_key, ["member"]])
+                admin.send("asset", "issue", [trader.address, DEMO_FUNDS])
         typer.echo(f"demo: {DEMO_ACCOUNTS} accounts trading; Ctrl-C to stop")
         step = 0
         while True:
-            sender = step % DEMO_ACCOUNTS
-            receiver = (step + 1) % DEMO_ACCOUNTS
-            send(
-                seeds[sender],
-                addresses[sender],
-                "asset",
-                "transfer",
-                [addresses[receiver], 1 + step % 7],
-            )
+            sender, receiver = traders[step % DEMO_ACCOUNTS], traders[(step + 1) % DEMO_ACCOUNTS]
+            sender.submit("asset", "transfer", [receiver.address, 1 + step % 7])
             if step % 10 == 0:
                 status = client.status()
-                typer.echo(f"demo: height {status['height']}, executed {status['executed_height']}")
+                typer.echo(f"demo: height {status.height}, executed {status.executed_height}")
             step += 1
             time.sleep(1.0)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from taihang.cli.events import register as register_events
 
 app = typer.Typer(
     help="Taihang (太行): a consortium blockchain.",
@@ -30,6 +31,7 @@ for sub, name in (
     (ledger_app, "ledger"),
 ):
     app.add_typer(sub, name=name)
+register_events(app)
 
 HomeOption = Annotated[Path, typer.Option("--home", help="The network directory.")]
 DEFAULT_HOME = Path(".taihang")
@@ -49,6 +51,15 @@ def main() -> None:
     except TaihangError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(2)
+
+
+def to_builtins(value: Any) -> Any:
+    """An SDK result as JSON-ready data (contract values in their JSON form)."""
+    import msgspec
+
+    from taihang.codec import value_to_json
+
+    return value_to_json(msgspec.to_builtins(value, builtin_types=(bytes,)))
 
 
 def print_json(data: Any) -> None:
@@ -122,23 +133,50 @@ def node_start(home: Annotated[Path, typer.Option("--home", help="The node direc
 
 
 # --- keys and members ------------------------------------------------------------------------
-def _password(confirm: bool = False) -> str:
-    password = os.environ.get("TAIHANG_KEY_PASSWORD")
-    if password:
-        return password
-    if not sys.stdin.isatty():
-        fail("the key is encrypted: set TAIHANG_KEY_PASSWORD or run in a terminal")
-    return str(typer.prompt("Key password", hide_input=True, confirmation_prompt=confirm))
-
-
 @key_app.command("new")
 def key_new(name: str, home: HomeOption = DEFAULT_HOME, crypto: str | None = None) -> None:
     """Create an encrypted key (password from a prompt or TAIHANG_KEY_PASSWORD)."""
     from taihang.cli.network import load_network
+    from taihang.cli.txs import read_password
 
     network = load_network(home)
-    key = network.keystore.new(name, _password(confirm=True), crypto or network.crypto)
+    key = network.keystore.new(name, read_password(confirm=True), crypto or network.crypto)
     typer.echo(f"{key.name} {key.address}")
+
+
+@key_app.command("unlock")
+def key_unlock(
+    name: str,
+    home: HomeOption = DEFAULT_HOME,
+    ttl: Annotated[str, typer.Option(help="How long: 90s, 15m, 2h.")] = "15m",
+) -> None:
+    """Unlock a key for a while: commands sign through the key agent without prompting."""
+    from taihang.cli.network import load_network
+    from taihang.cli.txs import read_password
+    from taihang.sdk.agent import socket_path_for, unlock
+
+    network = load_network(home)
+    key = network.keystore.load(name, read_password())
+    ttl_s = parse_duration(ttl)
+    unlock(socket_path_for(network.keystore.directory), key, ttl_s)
+    typer.echo(f"{name} unlocked for {ttl}")
+
+
+@key_app.command("lock")
+def key_lock(home: HomeOption = DEFAULT_HOME) -> None:
+    """Forget every unlocked key and stop the key agent."""
+    from taihang.cli.network import load_network
+    from taihang.sdk.agent import lock, socket_path_for
+
+    locked = lock(socket_path_for(load_network(home).keystore.directory))
+    typer.echo("locked" if locked else "no key agent was running")
+
+
+def parse_duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        fail(f"duration {text!r} must look like 90s, 15m or 2h")
+    return int(text[:-1]) * units[text[-1]]
 
 
 @key_app.command("list")
@@ -167,15 +205,6 @@ def key_list(
         typer.echo(f"{row['name']:16} {row['address']}{note}")
 
 
-def load_signer(network: Any, name: str) -> Any:
-    info = {k.name: k for k in network.keystore.list()}.get(name)
-    if info is None:
-        fail(f"no key named {name!r} in {network.keystore.directory}")
-        raise AssertionError("unreachable")
-    password = None if not info.encrypted else _password()
-    return network.keystore.load(name, password)
-
-
 @member_app.command("add")
 def member_add(
     name: str,
@@ -186,7 +215,7 @@ def member_add(
 ) -> None:
     """Register the key NAME (or a hex public key) as a member of the signer's org."""
     from taihang.cli.network import load_network
-    from taihang.cli.txs import send_tx
+    from taihang.cli.txs import load_signer, send_tx
 
     network = load_network(home)
     keys = {k.name: k for k in network.keystore.list()}
@@ -219,7 +248,7 @@ def tx_send(
 ) -> None:
     """Send a transaction: `taihang tx send asset transfer --to alice --amount 10`."""
     from taihang.cli.network import load_network
-    from taihang.cli.txs import parse_args, send_tx
+    from taihang.cli.txs import load_signer, parse_args, send_tx
 
     network = load_network(home)
     values = parse_args(network, args or [])
@@ -238,7 +267,8 @@ def tx_get(tx_id: str, home: HomeOption = DEFAULT_HOME, wait: bool = False) -> N
     from taihang.sdk.client import Client
 
     with Client(load_network(home).api) as client:
-        print_json(client.get_transaction(tx_id, wait=wait))
+        found = client.wait_for_receipt(tx_id) if wait else client.get_transaction(tx_id)
+        print_json(to_builtins(found))
 
 
 @block_app.command("get")
@@ -251,7 +281,7 @@ def block_get(
     from taihang.sdk.client import Client
 
     with Client(load_network(home).api) as client:
-        print_json(client.get_block(ref))
+        print_json(to_builtins(client.get_block(ref)))
 
 
 @app.command()

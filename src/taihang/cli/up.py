@@ -26,7 +26,7 @@ START_TIMEOUT_S = 60.0
 def fetch_height(api: str) -> int | None:
     try:
         with Client(api, timeout_s=2.0) as client:
-            return int(client.status()["height"])
+            return client.status().height
     except TaihangError:
         return None
 

@@ -108,7 +108,7 @@ class Node:
                 nonce_gap_max=pool.nonce_gap_max,
             )
         )
-        self.metrics = NodeMetrics()
+        self.metrics = NodeMetrics(channel=self.genesis.channel, crypto=self.genesis.crypto)
         self.chain: Chain | None = None
         self.verifier: VerifierPool | None = None
         self._members: set[str] = set()
@@ -174,6 +174,12 @@ class Node:
 
         self.verifier = VerifierPool(chain.suite, self.config.verify_workers)
         self._executed_height = chain.executed_height
+        self.metrics.watch(
+            chain_height=lambda: chain.tip_height,
+            executed_height=lambda: self._executed_height,
+            mempool_txs=lambda: len(self.mempool),
+            mempool_bytes=lambda: self.mempool.bytes_total,
+        )
         exec_thread = threading.Thread(target=self._execute_loop, args=(loop,), name="execute")
         exec_thread.start()
         for height in chain.store.committed_heights():
@@ -207,6 +213,11 @@ class Node:
             log(logger, "node_stopped", name=self.config.name)
         if self._exec_error is not None:
             raise SystemExit(f"execution halted: {self._exec_error}")
+
+    @property
+    def is_stopping(self) -> bool:
+        """True once a stop was requested: long-lived streams should end now."""
+        return self._stopping.is_set()
 
     def stop(self) -> None:
         log(logger, "stop_requested")
@@ -324,6 +335,7 @@ class Node:
             height, txs = item
             if height <= self.chain.executed_height:
                 continue  # queued twice during recovery
+            started = time.monotonic()
             try:
                 executed = self.chain.execute(height, txs)
             except BaseException as exc:  # halt: never invent a receipt or skip a height
@@ -331,6 +343,7 @@ class Node:
                 logger.exception("execution_failed", extra={"fields": {"height": height}})
                 loop.call_soon_threadsafe(self.stop)
                 return
+            self.metrics.block_execute_duration(time.monotonic() - started)
             loop.call_soon_threadsafe(self._on_executed, executed)
 
     def _on_executed(self, executed: ExecutedBlock) -> None:

@@ -1,57 +1,136 @@
-"""The HTTP client for a node's REST API (httpx), with errors mapped from problem codes."""
+"""Clients for a node's REST API: `Client` (sync) and `AsyncClient`, with typed results.
+
+Both share one description of every call (`_Call`: method, path, parameters, body, result
+type), so the two differ only in how they send it. Problem answers become exceptions of
+Taihang's error tree (`taihang.sdk.errors`); transport failures become `TransientError`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import httpx
+import msgspec
 
-from taihang.codec import value_from_json, value_to_json
-from taihang.errors import (
-    BlockNotFound,
-    InvalidInput,
-    NotFound,
-    TaihangError,
-    TransactionNotFound,
-    TransientError,
+from taihang.codec import value_to_json
+from taihang.errors import TransientError
+from taihang.sdk.errors import ReceiptTimeout, error_from_problem
+from taihang.sdk.models import (
+    Account,
+    Block,
+    BlockPage,
+    BlockReceipts,
+    QueryResult,
+    StateRead,
+    Status,
+    SubmitResult,
+    TxStatus,
 )
 
+T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 30.0
+WAIT_SLICE_MS = 10_000  # one long-poll request waits at most this long
 
 
-class ApiError(TaihangError):
-    """A problem answer from the node: `code` is the node's stable code, `status` the HTTP one."""
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    method: str
+    path: str
+    result: type[T]
+    params: dict[str, Any] | None = None
+    body: Any = None
+    timeout_s: float | None = None
+    field: str | None = None  # take this field of the answer
 
-    def __init__(self, message: str, *, code: str, status: int) -> None:
-        super().__init__(message, code=code)
-        self.status = status
+
+def _b64(tx: bytes) -> str:
+    return base64.b64encode(tx).decode()
+
+
+class _Calls:
+    """The API's calls as values; shared by both clients."""
+
+    @staticmethod
+    def status() -> _Call[Status]:
+        return _Call("GET", "/api/v1/status", Status)
+
+    @staticmethod
+    def submit(tx: bytes) -> _Call[str]:
+        return _Call("POST", "/api/v1/transactions", str, body={"tx": _b64(tx)}, field="id")
+
+    @staticmethod
+    def submit_batch(txs: list[bytes]) -> _Call[list[SubmitResult]]:
+        body = {"txs": [_b64(t) for t in txs]}
+        return _Call(
+            "POST", "/api/v1/transactions/batch", list[SubmitResult], body=body, field="results"
+        )
+
+    @staticmethod
+    def get_transaction(tx_id: str, wait_ms: int) -> _Call[TxStatus]:
+        params = {"wait": "true" if wait_ms else "false", "timeout_ms": wait_ms}
+        return _Call(
+            "GET",
+            f"/api/v1/transactions/{tx_id}",
+            TxStatus,
+            params=params,
+            timeout_s=DEFAULT_TIMEOUT_S + wait_ms / 1000,
+        )
+
+    @staticmethod
+    def get_block(ref: int | str) -> _Call[Block]:
+        return _Call("GET", f"/api/v1/blocks/{ref}", Block)
+
+    @staticmethod
+    def list_blocks(cursor: int | None, limit: int) -> _Call[BlockPage]:
+        params = {"limit": limit, **({"cursor": cursor} if cursor is not None else {})}
+        return _Call("GET", "/api/v1/blocks", BlockPage, params=params)
+
+    @staticmethod
+    def get_receipts(height: int) -> _Call[BlockReceipts]:
+        return _Call("GET", f"/api/v1/blocks/{height}/receipts", BlockReceipts)
+
+    @staticmethod
+    def get_state(contract: str, key: str, proof: bool) -> _Call[StateRead]:
+        params = {"proof": "true" if proof else "false"}
+        return _Call("GET", f"/api/v1/state/{contract}/{key}", StateRead, params=params)
+
+    @staticmethod
+    def query(contract: str, method: str, args: list[Any]) -> _Call[QueryResult]:
+        body = {"contract": contract, "method": method, "args": value_to_json(list(args))}
+        return _Call("POST", "/api/v1/query", QueryResult, body=body)
+
+    @staticmethod
+    def get_account(address: str) -> _Call[Account]:
+        return _Call("GET", f"/api/v1/accounts/{address}", Account)
 
 
 def raise_for_problem(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
+    """Raise the mapped exception when `response` is a problem answer (status >= 400)."""
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        raise error_from_problem(response.status_code, body, response.text)
+
+
+def _parse(call: _Call[T], response: httpx.Response) -> T:
+    raise_for_problem(response)
+    data = msgspec.json.decode(response.content)
+    if call.field is not None:
+        data = data[call.field]
     try:
-        body = response.json()
-        code, detail = str(body.get("code", "http_error")), str(body.get("detail", ""))
-    except ValueError:
-        code, detail = "http_error", response.text[:200]
-    message = f"{detail} ({code})"
-    if code == "transaction_not_found":
-        raise TransactionNotFound(message)
-    if code == "block_not_found":
-        raise BlockNotFound(message)
-    if response.status_code == 404:
-        raise NotFound(message, code=code)
-    if response.status_code in (400, 422):
-        raise InvalidInput(message, code=code)
-    if response.status_code >= 500:
-        raise TransientError(message, code=code)
-    raise ApiError(message, code=code, status=response.status_code)
+        return msgspec.convert(data, call.result)
+    except msgspec.ValidationError as exc:
+        raise TransientError(f"unexpected answer from the node: {exc}") from None
 
 
 class Client:
-    """Synchronous client: `Client("http://127.0.0.1:8545")`."""
+    """Synchronous client: `with Client("http://127.0.0.1:8545") as client: ...`."""
 
     def __init__(self, base_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.base_url = base_url.rstrip("/")
@@ -66,83 +145,135 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _get(self, path: str, **params: Any) -> Any:
+    def _run(self, call: _Call[T]) -> T:
         try:
-            response = self._http.get(
-                path, params={k: v for k, v in params.items() if v is not None}
+            response = self._http.request(
+                call.method,
+                call.path,
+                params=call.params,
+                json=call.body,
+                timeout=call.timeout_s or httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TransportError as exc:
             raise TransientError(f"cannot reach {self.base_url}: {exc}") from None
-        raise_for_problem(response)
-        return response.json()
+        return _parse(call, response)
 
-    def _post(self, path: str, body: Any) -> Any:
-        try:
-            response = self._http.post(path, json=body)
-        except httpx.TransportError as exc:
-            raise TransientError(f"cannot reach {self.base_url}: {exc}") from None
-        raise_for_problem(response)
-        return response.json()
-
-    def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._get("/api/v1/status")
-        return result
+    def status(self) -> Status:
+        return self._run(_Calls.status())
 
     def submit(self, tx: bytes) -> str:
-        result = self._post("/api/v1/transactions", {"tx": base64.b64encode(tx).decode()})
-        return str(result["id"])
+        """Submit one signed envelope; returns its id (hex)."""
+        return self._run(_Calls.submit(tx))
 
-    def submit_batch(self, txs: list[bytes]) -> list[dict[str, Any]]:
-        body = {"txs": [base64.b64encode(t).decode() for t in txs]}
-        results: list[dict[str, Any]] = self._post("/api/v1/transactions/batch", body)["results"]
-        return results
+    def submit_batch(self, txs: list[bytes]) -> list[SubmitResult]:
+        return self._run(_Calls.submit_batch(txs))
 
-    def get_transaction(self, tx_id: str, *, wait: bool = False, timeout_ms: int = 10_000) -> Any:
-        timeout = max(DEFAULT_TIMEOUT_S, timeout_ms / 1000 + 5)
+    def get_transaction(self, tx_id: str, *, wait_ms: int = 0) -> TxStatus:
+        return self._run(_Calls.get_transaction(tx_id, wait_ms))
+
+    def wait_for_receipt(self, tx_id: str, *, timeout_s: float = 30.0) -> TxStatus:
+        """The committed transaction with its receipt; `ReceiptTimeout` after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                raise ReceiptTimeout(f"transaction {tx_id} not committed within {timeout_s} s")
+            found = self.get_transaction(tx_id, wait_ms=min(remaining_ms, WAIT_SLICE_MS))
+            if found.is_committed:
+                return found
+
+    def get_block(self, ref: int | str = "latest") -> Block:
+        return self._run(_Calls.get_block(ref))
+
+    def list_blocks(self, *, cursor: int | None = None, limit: int = 20) -> BlockPage:
+        return self._run(_Calls.list_blocks(cursor, limit))
+
+    def get_receipts(self, height: int) -> BlockReceipts:
+        return self._run(_Calls.get_receipts(height))
+
+    def get_state(self, contract: str, key: str, *, proof: bool = False) -> StateRead:
+        return self._run(_Calls.get_state(contract, key, proof))
+
+    def query(self, contract: str, method: str, args: list[Any] | None = None) -> Any:
+        return self._run(_Calls.query(contract, method, args or [])).result
+
+    def get_account(self, address: str) -> Account:
+        return self._run(_Calls.get_account(address))
+
+    def next_nonce(self, address: str) -> int:
+        return self.get_account(address).next_nonce
+
+
+class AsyncClient:
+    """Asynchronous client: `async with AsyncClient(url) as client: ...`."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _run(self, call: _Call[T]) -> T:
         try:
-            response = self._http.get(
-                f"/api/v1/transactions/{tx_id}",
-                params={"wait": str(wait).lower(), "timeout_ms": timeout_ms},
-                timeout=timeout,
+            response = await self._http.request(
+                call.method,
+                call.path,
+                params=call.params,
+                json=call.body,
+                timeout=call.timeout_s or httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TransportError as exc:
             raise TransientError(f"cannot reach {self.base_url}: {exc}") from None
-        raise_for_problem(response)
-        return response.json()
+        return _parse(call, response)
 
-    def wait_for_receipt(self, tx_id: str, *, timeout_ms: int = 30_000) -> dict[str, Any]:
-        """The committed transaction with its receipt; raises `TransientError` on timeout."""
-        result = self.get_transaction(tx_id, wait=True, timeout_ms=timeout_ms)
-        if result.get("status") != "committed":
-            raise TransientError(f"transaction {tx_id} not committed within {timeout_ms} ms")
-        committed: dict[str, Any] = result
-        return committed
+    async def status(self) -> Status:
+        return await self._run(_Calls.status())
 
-    def get_block(self, ref: int | str = "latest") -> dict[str, Any]:
-        result: dict[str, Any] = self._get(f"/api/v1/blocks/{ref}")
-        return result
+    async def submit(self, tx: bytes) -> str:
+        return await self._run(_Calls.submit(tx))
 
-    def list_blocks(self, *, cursor: int | None = None, limit: int = 20) -> dict[str, Any]:
-        result: dict[str, Any] = self._get("/api/v1/blocks", cursor=cursor, limit=limit)
-        return result
+    async def submit_batch(self, txs: list[bytes]) -> list[SubmitResult]:
+        return await self._run(_Calls.submit_batch(txs))
 
-    def get_receipts(self, height: int) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._get(f"/api/v1/blocks/{height}/receipts")["receipts"]
-        return result
+    async def get_transaction(self, tx_id: str, *, wait_ms: int = 0) -> TxStatus:
+        return await self._run(_Calls.get_transaction(tx_id, wait_ms))
 
-    def get_state(self, contract: str, key: str, *, proof: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = self._get(
-            f"/api/v1/state/{contract}/{key}", proof=str(proof).lower()
-        )
-        return result
+    async def wait_for_receipt(self, tx_id: str, *, timeout_s: float = 30.0) -> TxStatus:
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    found = await self.get_transaction(tx_id, wait_ms=WAIT_SLICE_MS)
+                    if found.is_committed:
+                        return found
+        except TimeoutError:
+            raise ReceiptTimeout(
+                f"transaction {tx_id} not committed within {timeout_s} s"
+            ) from None
 
-    def query(self, contract: str, method: str, args: list[Any]) -> Any:
-        body = {"contract": contract, "method": method, "args": value_to_json(args)}
-        return value_from_json(self._post("/api/v1/query", body)["result"])
+    async def get_block(self, ref: int | str = "latest") -> Block:
+        return await self._run(_Calls.get_block(ref))
 
-    def get_account(self, address: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._get(f"/api/v1/accounts/{address}")
-        return result
+    async def list_blocks(self, *, cursor: int | None = None, limit: int = 20) -> BlockPage:
+        return await self._run(_Calls.list_blocks(cursor, limit))
 
-    def next_nonce(self, address: str) -> int:
-        return int(self.get_account(address)["next_nonce"])
+    async def get_receipts(self, height: int) -> BlockReceipts:
+        return await self._run(_Calls.get_receipts(height))
+
+    async def get_state(self, contract: str, key: str, *, proof: bool = False) -> StateRead:
+        return await self._run(_Calls.get_state(contract, key, proof))
+
+    async def query(self, contract: str, method: str, args: list[Any] | None = None) -> Any:
+        return (await self._run(_Calls.query(contract, method, args or []))).result
+
+    async def get_account(self, address: str) -> Account:
+        return await self._run(_Calls.get_account(address))
+
+    async def next_nonce(self, address: str) -> int:
+        return (await self.get_account(address)).next_nonce

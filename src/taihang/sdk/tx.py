@@ -4,11 +4,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from taihang.codec import encode
+from taihang.constants import TAG_TX
 from taihang.crypto import get_suite
-from taihang.ledger.transaction import build_body, sign_body
+from taihang.errors import InvalidInput
+from taihang.ledger.transaction import TxEnvelope, build_body, sign_body
+from taihang.sdk.signer import Signer
 
 DEFAULT_GAS_LIMIT = 1_000_000
 DEFAULT_EXPIRY_BLOCKS = 10_000
+
+
+def sign_tx(
+    signer: Signer,
+    *,
+    channel: str,
+    nonce: int,
+    contract: str,
+    method: str,
+    args: list[Any],
+    expires_at_height: int,
+    gas_limit: int = DEFAULT_GAS_LIMIT,
+) -> bytes:
+    """The envelope bytes of a transaction signed by `signer`."""
+    body = build_body(
+        channel=channel,
+        sender_public_key=signer.public_key,
+        nonce=nonce,
+        contract=contract,
+        method=method,
+        args=args,
+        gas_limit=gas_limit,
+        expires_at_height=expires_at_height,
+    )
+    body_bytes = encode(body)
+    return encode(TxEnvelope(body=body_bytes, signature=signer.sign(TAG_TX + body_bytes)))
 
 
 def build_signed_tx(
@@ -36,3 +66,13 @@ def build_signed_tx(
         expires_at_height=expires_at_height,
     )
     return sign_body(body, seed, suite)
+
+
+def check_suite(signer: Signer, network_crypto: str) -> None:
+    """Refuse a key of another suite than the network's, before anything is signed."""
+    if signer.suite.name != network_crypto:
+        raise InvalidInput(
+            f"key {signer.address} is a {signer.suite.name} key but the network uses "
+            f"{network_crypto}; create a key with --crypto {network_crypto}",
+            code="wrong_suite",
+        )
