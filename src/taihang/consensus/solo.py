@@ -51,6 +51,7 @@ def build_block(
     timestamp_ms: int,
     proposer: str,
     validator_set_hash: bytes,
+    suite: CryptoSuite,
 ) -> Block:
     height = parent.height + 1
     assert parent_qc.vote_data.block_id == parent_id, "the QC must certify the parent"
@@ -65,7 +66,7 @@ def build_block(
         parent_id=parent_id,
         timestamp_ms=max(timestamp_ms, parent.timestamp_ms),
         proposer=proposer,
-        tx_root=compute_tx_root(transactions),
+        tx_root=compute_tx_root(suite, transactions),
         exec_root=exec_root,
         validator_set_hash=validator_set_hash,
         qc=parent_qc,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+
+HashFn = Callable[[bytes], bytes]  # a 32-byte hash: the channel's suite hash (SHA-256 or SM3)
 
 
 def sha256(data: bytes) -> bytes:
@@ -14,3 +17,7 @@ def tagged_hash(tag: bytes, data: bytes) -> bytes:
     h = hashlib.sha256(tag)
     h.update(data)
     return h.digest()
+
+
+def sm3(data: bytes) -> bytes:
+    return hashlib.new("sm3", data).digest()

@@ -16,7 +16,9 @@ a compressed radix-16 Merkle tree in the style of the Jellyfish Merkle Tree (Die
   subtree holds two or more keys is an internal node. There are no extension nodes: two keys
   sharing a long prefix hang below a chain of one-child internal nodes, which is rare with
   hashed keys (sharing k nibbles has probability 16^-k).
-* **Hashes.** With `||` for concatenation:
+* **Hashes.** `H` is the channel's suite hash (SHA-256 for ed25519 channels, SM3 for sm
+  channels; written sha256 below, and the default of every function here). With `||` for
+  concatenation:
 
       leaf hash     = sha256(0x00 || key_hash || value_hash)                      (65 bytes in)
       internal hash = sha256(0x01 || bitmap || child hashes of the set bits, in nibble order)
@@ -40,11 +42,11 @@ Everything here is pure (no IO, no clocks, no randomness): a light client verifi
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Final
 
 from taihang.codec import Canonical
+from taihang.crypto.hashing import HashFn, sha256
 from taihang.errors import InvalidProof
 
 HASH_BYTES: Final = 32
@@ -77,23 +79,23 @@ class StateProof(Canonical, frozen=True):
     leaf: ProofLeaf | None  # None: the path ends in an empty slot (or the tree is empty)
 
 
-def compute_key_hash(state_key: bytes) -> bytes:
-    return hashlib.sha256(state_key).digest()
+def compute_key_hash(state_key: bytes, hash_fn: HashFn = sha256) -> bytes:
+    return hash_fn(state_key)
 
 
-def compute_value_hash(value: bytes) -> bytes:
-    return hashlib.sha256(value).digest()
+def compute_value_hash(value: bytes, hash_fn: HashFn = sha256) -> bytes:
+    return hash_fn(value)
 
 
-def compute_leaf_hash(key_hash: bytes, value_hash: bytes) -> bytes:
-    return hashlib.sha256(LEAF_TAG + key_hash + value_hash).digest()
+def compute_leaf_hash(key_hash: bytes, value_hash: bytes, hash_fn: HashFn = sha256) -> bytes:
+    return hash_fn(LEAF_TAG + key_hash + value_hash)
 
 
-def compute_internal_hash(bitmap: int, child_hashes: Sequence[bytes]) -> bytes:
+def compute_internal_hash(
+    bitmap: int, child_hashes: Sequence[bytes], hash_fn: HashFn = sha256
+) -> bytes:
     """Hash of an internal node; `child_hashes` are those of the set bits, in nibble order."""
-    return hashlib.sha256(
-        INTERNAL_TAG + bitmap.to_bytes(2, "big") + b"".join(child_hashes)
-    ).digest()
+    return hash_fn(INTERNAL_TAG + bitmap.to_bytes(2, "big") + b"".join(child_hashes))
 
 
 def compute_nibble(key_hash: bytes, depth: int) -> int:
@@ -107,11 +109,11 @@ def compute_nibble(key_hash: bytes, depth: int) -> int:
 _Leaf = tuple[str, bytes, bytes]  # (key hash in hex: its nibble path, key hash, value hash)
 
 
-def _sorted_leaves(items: Mapping[bytes, bytes]) -> list[_Leaf]:
+def _sorted_leaves(items: Mapping[bytes, bytes], hash_fn: HashFn) -> list[_Leaf]:
     leaves = []
     for state_key, value in items.items():
-        key_hash = compute_key_hash(state_key)
-        leaves.append((key_hash.hex(), key_hash, compute_value_hash(value)))
+        key_hash = hash_fn(state_key)
+        leaves.append((key_hash.hex(), key_hash, hash_fn(value)))
     leaves.sort()
     return leaves
 
@@ -128,33 +130,35 @@ def _split_by_nibble(leaves: list[_Leaf], depth: int) -> list[tuple[int, list[_L
     return groups
 
 
-def _compute_subtree_hash(leaves: list[_Leaf], depth: int) -> bytes:
+def _compute_subtree_hash(leaves: list[_Leaf], depth: int, hash_fn: HashFn) -> bytes:
     if not leaves:
         return EMPTY_ROOT
     if len(leaves) == 1:
-        return compute_leaf_hash(leaves[0][1], leaves[0][2])
+        return compute_leaf_hash(leaves[0][1], leaves[0][2], hash_fn)
     assert depth < KEY_NIBBLES, "two distinct keys with the same key hash"
     bitmap = 0
     child_hashes = []
     for nibble, group in _split_by_nibble(leaves, depth):
         bitmap |= 1 << nibble
-        child_hashes.append(_compute_subtree_hash(group, depth + 1))
-    return compute_internal_hash(bitmap, child_hashes)
+        child_hashes.append(_compute_subtree_hash(group, depth + 1, hash_fn))
+    return compute_internal_hash(bitmap, child_hashes, hash_fn)
 
 
-def compute_root_from_items(items: Mapping[bytes, bytes]) -> bytes:
+def compute_root_from_items(items: Mapping[bytes, bytes], hash_fn: HashFn = sha256) -> bytes:
     """The state root of `items` (state_key -> value), built from scratch.
 
     The reference for genesis and for offline ledger verification; the node itself updates its
     stored tree incrementally (`taihang.store.state_tree`) and must always agree with this.
     """
-    return _compute_subtree_hash(_sorted_leaves(items), 0)
+    return _compute_subtree_hash(_sorted_leaves(items, hash_fn), 0, hash_fn)
 
 
-def build_state_proof_from_items(items: Mapping[bytes, bytes], state_key: bytes) -> StateProof:
+def build_state_proof_from_items(
+    items: Mapping[bytes, bytes], state_key: bytes, hash_fn: HashFn = sha256
+) -> StateProof:
     """A proof for `state_key` over `items`, built from scratch (reference and tests)."""
-    key_hash = compute_key_hash(state_key)
-    leaves = _sorted_leaves(items)
+    key_hash = hash_fn(state_key)
+    leaves = _sorted_leaves(items, hash_fn)
     levels: list[ProofLevel] = []
     depth = 0
     while len(leaves) > 1:
@@ -165,7 +169,7 @@ def build_state_proof_from_items(items: Mapping[bytes, bytes], state_key: bytes)
             if nibble == path_nibble:
                 below = group
             else:
-                siblings.append(_compute_subtree_hash(group, depth + 1))
+                siblings.append(_compute_subtree_hash(group, depth + 1, hash_fn))
         levels.append(ProofLevel(bitmap=bitmap, siblings=siblings))
         leaves = below
         depth += 1
@@ -192,7 +196,9 @@ def _validate_shape(proof: StateProof) -> None:
         raise InvalidProof(f"terminal leaf hashes must be {HASH_BYTES} bytes")
 
 
-def _validate_terminal(key_hash: bytes, value: bytes | None, proof: StateProof) -> None:
+def _validate_terminal(
+    key_hash: bytes, value: bytes | None, proof: StateProof, hash_fn: HashFn
+) -> None:
     """Check that the terminal says what the caller claims: key -> value, or key absent."""
     leaf = proof.leaf
     depth = len(proof.levels)
@@ -204,11 +210,13 @@ def _validate_terminal(key_hash: bytes, value: bytes | None, proof: StateProof) 
         return
     if leaf is None or leaf.key_hash != key_hash:
         raise InvalidProof("proof shows the key is absent, a value was claimed")
-    if leaf.value_hash != compute_value_hash(value):
+    if leaf.value_hash != hash_fn(value):
         raise InvalidProof("proof shows a different value for the key")
 
 
-def _compute_level_hash(level: ProofLevel, nibble: int, below: bytes | None, depth: int) -> bytes:
+def _compute_level_hash(
+    level: ProofLevel, nibble: int, below: bytes | None, depth: int, hash_fn: HashFn
+) -> bytes:
     """Rebuild one internal node from its proof level and the hash found below it (or none)."""
     bit = 1 << nibble
     has_path_child = below is not None
@@ -218,24 +226,29 @@ def _compute_level_hash(level: ProofLevel, nibble: int, below: bytes | None, dep
     if len(level.siblings) != level.bitmap.bit_count() - has_path_child:
         raise InvalidProof(f"level {depth}: bitmap and sibling count disagree")
     if below is None:
-        return compute_internal_hash(level.bitmap, level.siblings)
+        return compute_internal_hash(level.bitmap, level.siblings, hash_fn)
     position = (level.bitmap & (bit - 1)).bit_count()  # set bits below the path's nibble
     children = [*level.siblings[:position], below, *level.siblings[position:]]
-    return compute_internal_hash(level.bitmap, children)
+    return compute_internal_hash(level.bitmap, children, hash_fn)
 
 
 def verify_state_proof(
-    root: bytes, state_key: bytes, value: bytes | None, proof: StateProof
+    root: bytes,
+    state_key: bytes,
+    value: bytes | None,
+    proof: StateProof,
+    hash_fn: HashFn = sha256,
 ) -> None:
     """Raise `InvalidProof` unless `proof` shows state_key -> value (absence if value is None)
-    in the tree with state root `root`."""
+    in the tree with state root `root`. `hash_fn` is the channel's suite hash (SHA-256 for
+    ed25519 channels, SM3 for sm channels)."""
     _validate_shape(proof)
-    key_hash = compute_key_hash(state_key)
-    _validate_terminal(key_hash, value, proof)
+    key_hash = hash_fn(state_key)
+    _validate_terminal(key_hash, value, proof, hash_fn)
     leaf = proof.leaf
-    digest = None if leaf is None else compute_leaf_hash(leaf.key_hash, leaf.value_hash)
+    digest = None if leaf is None else compute_leaf_hash(leaf.key_hash, leaf.value_hash, hash_fn)
     for depth in range(len(proof.levels) - 1, -1, -1):
         nibble = compute_nibble(key_hash, depth)
-        digest = _compute_level_hash(proof.levels[depth], nibble, digest, depth)
+        digest = _compute_level_hash(proof.levels[depth], nibble, digest, depth, hash_fn)
     if (EMPTY_ROOT if digest is None else digest) != root:
         raise InvalidProof("proof does not lead to the state root")

@@ -132,8 +132,9 @@ def compute_block_id(suite: CryptoSuite, header: BlockHeader) -> BlockId:
     return BlockId(suite.tagged_hash(TAG_BLOCK, encode(header)))
 
 
-def compute_tx_root(transactions: list[bytes]) -> bytes:
-    return compute_root(transactions)
+def compute_tx_root(suite: CryptoSuite, transactions: list[bytes]) -> bytes:
+    """The Merkle root (under the suite hash) of the transaction envelopes."""
+    return compute_root(transactions, suite.hash)
 
 
 def compute_vote_message(vote_data: VoteData) -> bytes:

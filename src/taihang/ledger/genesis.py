@@ -176,6 +176,7 @@ def build_validator_set(genesis: Genesis) -> ValidatorSet:
 
 def build_genesis_block(genesis: Genesis, state_root: bytes) -> Block:
     """Height 0: no transactions, the genesis state as its exec_root, an unsigned QC."""
+    suite = get_suite(genesis.crypto)
     header = BlockHeader(
         protocol_version=genesis.protocol_version,
         channel=genesis.channel,
@@ -185,8 +186,10 @@ def build_genesis_block(genesis: Genesis, state_root: bytes) -> Block:
         parent_id=ZERO_HASH,
         timestamp_ms=genesis.timestamp_ms,
         proposer="",
-        tx_root=compute_root([]),
-        exec_root=ExecRoot(height=0, state_root=state_root, receipts_root=compute_root([])),
+        tx_root=compute_root([], suite.hash),
+        exec_root=ExecRoot(
+            height=0, state_root=state_root, receipts_root=compute_root([], suite.hash)
+        ),
         validator_set_hash=build_validator_set(genesis).hash,
         qc=build_genesis_qc(genesis.channel, ZERO_HASH),  # genesis has no parent to certify
     )

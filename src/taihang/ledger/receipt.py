@@ -11,6 +11,7 @@ from typing import Final, Literal
 import msgspec
 
 from taihang.codec import Canonical, Value, decode_value, encode, encode_value
+from taihang.crypto import CryptoSuite
 from taihang.crypto.merkle import compute_root
 
 ReceiptStatus = Literal["ok", "reverted", "out_of_gas", "rejected"]
@@ -64,8 +65,9 @@ def build_receipt(
     )
 
 
-def compute_receipts_root(encoded_receipts: list[bytes]) -> bytes:
-    return compute_root(encoded_receipts)
+def compute_receipts_root(suite: CryptoSuite, encoded_receipts: list[bytes]) -> bytes:
+    """The Merkle root (under the suite hash) of the canonical receipt bytes."""
+    return compute_root(encoded_receipts, suite.hash)
 
 
 def encode_receipts(receipts: list[Receipt]) -> list[bytes]:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from taihang.codec import decode, encode
 from taihang.crypto import CryptoSuite, get_suite
-from taihang.crypto.merkle import compute_root
 from taihang.errors import InvalidCertificate, StoreError
 from taihang.execution import BlockContext, Executor, build_genesis_writes
 from taihang.execution.executor import BlockResult
@@ -32,6 +31,7 @@ from taihang.ledger.genesis import (
     build_validator_set,
     compute_genesis_hash,
 )
+from taihang.ledger.receipt import compute_receipts_root
 from taihang.ledger.transaction import Transaction, decode_transaction
 from taihang.store.kv import KVStore, RocksKV
 from taihang.store.ledger_store import LedgerStore
@@ -55,7 +55,7 @@ class Chain:
         self.genesis_hash = compute_genesis_hash(genesis)
         self.validators: ValidatorSet = build_validator_set(genesis)
         self.store = LedgerStore(kv)
-        self.tree = StateTree(kv)
+        self.tree = StateTree(kv, hash_fn=self.suite.hash)
         self.executor = Executor(self.suite)
         # Held while a ledger batch is written and the tree moves to its root, so a reader
         # taking it (state proofs) sees a root and tree nodes of the same version.
@@ -154,7 +154,9 @@ class Chain:
         receipts = [encode(r) for r in result.receipts]
         state_root, state_puts = self.tree.compute_update(result.writes)
         exec_root = ExecRoot(
-            height=height, state_root=state_root, receipts_root=compute_root(receipts)
+            height=height,
+            state_root=state_root,
+            receipts_root=compute_receipts_root(self.suite, receipts),
         )
         block_id = compute_block_id(self.suite, header)
         puts = self.store.build_executed_puts(

@@ -312,6 +312,7 @@ class Node:
             timestamp_ms=timestamp_ms,
             proposer=self.signer.address,
             validator_set_hash=chain.validators.hash,
+            suite=chain.suite,
         )
         qc = certify_block(block.header, self.signer, chain.validators, chain.suite)
         started = time.monotonic()

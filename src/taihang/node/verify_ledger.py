@@ -13,9 +13,9 @@ from pathlib import Path
 
 from taihang.codec import decode
 from taihang.crypto.jmt import compute_root_from_items
-from taihang.crypto.merkle import compute_root
 from taihang.errors import ConfigurationError, StoreError
 from taihang.ledger.block import Block, compute_block_id, compute_tx_root
+from taihang.ledger.receipt import compute_receipts_root
 from taihang.node.chain import Chain
 from taihang.node.home import NodeHome, find_running_pid
 from taihang.store.kv import RocksKV
@@ -62,7 +62,7 @@ def verify_blocks(chain: Chain) -> int:
             raise StoreError(f"block {height}: {exc.message}") from None
         if header.qc.vote_data.block_id != previous_id:
             raise StoreError(f"block {height} carries a certificate for another block")
-        if compute_tx_root(block.transactions) != header.tx_root:
+        if compute_tx_root(chain.suite, block.transactions) != header.tx_root:
             raise StoreError(f"block {height}: tx_root does not match its transactions")
         recorded = chain.store.find_exec_root(header.exec_root.height)
         if recorded is None or recorded != header.exec_root:
@@ -84,13 +84,13 @@ def _verify_executed(chain: Chain, height: int, block_id: bytes, tx_count: int) 
     if len(receipts) != tx_count:
         raise StoreError(f"block {height}: {len(receipts)} receipts for {tx_count} transactions")
     roots = store.find_exec_root(height)
-    if roots is None or compute_root(receipts) != roots.receipts_root:
+    if roots is None or compute_receipts_root(chain.suite, receipts) != roots.receipts_root:
         raise StoreError(f"block {height}: receipts do not match the recorded receipts root")
 
 
 def verify_state(chain: Chain) -> None:
     items = {key[1:]: value for key, value in chain.kv.scan(b"S")}
-    root = compute_root_from_items(items)
+    root = compute_root_from_items(items, chain.suite.hash)
     recorded = chain.exec_root_for(chain.executed_height).state_root
     if root != recorded:
         raise StoreError(

@@ -82,7 +82,7 @@ def request(path: Path, message: dict[str, Any], timeout_s: float = 5.0) -> dict
                 if not chunk:
                     break
                 data += chunk
-    except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
+    except (FileNotFoundError, ConnectionError, TimeoutError) as exc:
         raise TransientError(f"no key agent at {path}: {exc}") from None
     answer: dict[str, Any] = json.loads(data or b"{}")
     if not answer.get("ok"):
@@ -200,8 +200,7 @@ class Agent:
             self.keys[key.name] = (key, now + float(message["ttl_s"]))
             return {"ok": True}
         if op == "lock":
-            self.keys.clear()
-            self.stopped.set()
+            self.keys.clear()  # the agent exits once this answer is sent (serve_client)
             return {"ok": True}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
@@ -221,6 +220,8 @@ class Agent:
                 answer = {"ok": False, "error": f"bad request: {exc}"}
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
+            if not self.keys:
+                self.stopped.set()  # locked, or every key expired: nothing left to guard
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass  # a client that went away or sent too much: drop it
         finally:

@@ -5,7 +5,7 @@ Layout (prefixes of the ledger store's RocksDB):
   J<len:1><packed nibbles>      the tree node at that nibble path (the root at b"J\\x00")
 
 Node records:
-  leaf      0x00 || key_hash || value_hash                      (its hash: sha256 of the record)
+  leaf      0x00 || key_hash || value_hash                      (its hash: H of the record)
   internal  0x01 || bitmap:2 || leafmap:2 || child hashes of the set bits, in nibble order
 
 `leafmap` (which children are leaves) is stored but not hashed: it only saves a read to learn
@@ -35,7 +35,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterator, Mapping
 
-from taihang.crypto.hashing import sha256
+from taihang.crypto.hashing import HashFn, sha256
 from taihang.crypto.jmt import (
     EMPTY_ROOT,
     INTERNAL_TAG,
@@ -113,18 +113,21 @@ def _decode_node(record: bytes, path: str) -> _Node:
     return _Internal(children, bitmap, int.from_bytes(record[3:5], "big"), record)
 
 
-def _hash_of(node: _Node) -> bytes:
+def _hash_of(node: _Node, hash_fn: HashFn) -> bytes:
     if isinstance(node, bytes):
-        return sha256(node)  # a leaf record is exactly the leaf hash preimage
+        return hash_fn(node)  # a leaf record is exactly the leaf hash preimage
     record = node.record
-    return sha256(record[:3] + record[_HEADER_BYTES:])  # the hash skips the unhashed leafmap
+    return hash_fn(record[:3] + record[_HEADER_BYTES:])  # the hash skips the unhashed leafmap
 
 
 class StateTree:
     """The latest state and its Merkle tree, stored in `kv` (see the module docstring)."""
 
-    def __init__(self, kv: KVStore, *, cache_depth: int = CACHE_DEPTH_DEFAULT) -> None:
+    def __init__(
+        self, kv: KVStore, *, cache_depth: int = CACHE_DEPTH_DEFAULT, hash_fn: HashFn = sha256
+    ) -> None:
         self._kv = kv
+        self.hash_fn = hash_fn  # the channel's suite hash
         self._cache_depth = cache_depth
         self._cache: dict[str, _Node] = {}
         self._pending: tuple[bytes, dict[str, _Node | None]] | None = None
@@ -141,7 +144,7 @@ class StateTree:
         self._cache.clear()
         self._pending = None
         node = self._load_node("")
-        self._root = EMPTY_ROOT if node is None else _hash_of(node)
+        self._root = EMPTY_ROOT if node is None else _hash_of(node, self.hash_fn)
 
     def get(self, state_key: bytes) -> bytes | None:
         """The value of `state_key` in the latest committed state, or None."""
@@ -186,7 +189,7 @@ class StateTree:
 
     def prove(self, state_key: bytes) -> tuple[bytes | None, StateProof]:
         """The value of `state_key` (or None) and its proof against `root`."""
-        key_hex = compute_key_hash(state_key).hex()
+        key_hex = compute_key_hash(state_key, self.hash_fn).hex()
         levels: list[ProofLevel] = []
         node = self._load_node("")
         while isinstance(node, _Internal):
@@ -238,8 +241,8 @@ class _Update:
         self.tree = tree
         entries: list[_Entry] = []
         for state_key, value in writes.items():
-            key_hash = compute_key_hash(state_key)
-            value_hash = None if value is None else compute_value_hash(value)
+            key_hash = compute_key_hash(state_key, tree.hash_fn)
+            value_hash = None if value is None else compute_value_hash(value, tree.hash_fn)
             entries.append((key_hash.hex(), key_hash, value_hash))
         entries.sort(key=lambda entry: entry[0])  # key hashes are unique: a total order
         self.entries = entries
@@ -320,7 +323,7 @@ class _Update:
         if node.bitmap == node.leafmap and node.bitmap.bit_count() == 1:
             nibble = node.bitmap.bit_length() - 1
             record = unplaced.get(nibble) or self._take_leaf(path + _HEX[nibble])
-            return sha256(record), record
+            return self.tree.hash_fn(record), record
         for nibble, record in unplaced.items():
             self._place(path + _HEX[nibble], record)
         return self._place_internal(path, node), None
@@ -353,7 +356,7 @@ class _Update:
             return None
         if len(live) == 1:
             record = LEAF_TAG + live[0][1] + live[0][2]
-            return sha256(record), record
+            return self.tree.hash_fn(record), record
         depth = len(path)
         children: list[bytes | None] = [None] * 16
         bitmap = leafmap = 0
@@ -407,4 +410,4 @@ class _Update:
         self.new[path] = node.record
         if self.tree._is_cached_depth(path):
             self.new_cached[path] = node
-        return compute_internal_hash(node.bitmap, hashes)
+        return compute_internal_hash(node.bitmap, hashes, self.tree.hash_fn)

@@ -77,6 +77,7 @@ def next_block(
         "timestamp_ms": parent.timestamp_ms + 1,
         "proposer": SIGNER.address,
         "validator_set_hash": VALIDATORS.hash,
+        "suite": SUITE,
     }
     fields.update(overrides)
     return build_block(**fields)

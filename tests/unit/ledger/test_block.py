@@ -430,4 +430,4 @@ def test_build_vote_data_names_the_block_and_its_parent() -> None:
 def test_block_round_trips_through_the_codec() -> None:
     block = Block(header=make_header(), transactions=[b"tx-1", b"tx-2"])
     assert decode(encode(block), Block) == block
-    assert compute_tx_root(block.transactions) == compute_root([b"tx-1", b"tx-2"])
+    assert compute_tx_root(SUITE, block.transactions) == compute_root([b"tx-1", b"tx-2"])

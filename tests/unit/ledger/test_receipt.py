@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taihang.codec import decode, decode_value, encode, encode_value
+from taihang.crypto import get_suite
 from taihang.crypto.merkle import compute_root
 from taihang.errors import DecodeError
 from taihang.ledger.receipt import (
@@ -54,5 +55,6 @@ def test_compute_receipts_root_is_the_merkle_root_of_the_encoded_receipts() -> N
     receipts = [build_receipt(bytes([i]) * 32, "ok", i) for i in range(3)]
     encoded = encode_receipts(receipts)
     assert encoded == [encode(r) for r in receipts]
-    assert compute_receipts_root(encoded) == compute_root(encoded)
-    assert compute_receipts_root(encoded) != compute_receipts_root(encoded[::-1])
+    suite = get_suite("ed25519")
+    assert compute_receipts_root(suite, encoded) == compute_root(encoded)
+    assert compute_receipts_root(suite, encoded) != compute_receipts_root(suite, encoded[::-1])

@@ -62,6 +62,7 @@ def produce(chain: Chain, txs: list[bytes], *, execute: bool = True) -> int:
         timestamp_ms=parent.timestamp_ms + 1,
         proposer=Signer.address,
         validator_set_hash=chain.validators.hash,
+        suite=chain.suite,
     )
     qc = certify_block(block.header, Signer(), chain.validators, chain.suite)
     chain.commit(height, encode(block), qc.vote_data.block_id, qc)
