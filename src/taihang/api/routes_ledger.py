@@ -26,6 +26,7 @@ LIST_LIMIT_MAX = 100
 
 @router.get("/status")
 async def status(request: Request) -> Response:
+    """The node's view: channel, committed `height`, `executed_height`, mempool, version."""
     node, chain = get_node(request), get_chain(request)
     return json_response(
         {

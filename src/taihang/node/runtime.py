@@ -317,13 +317,13 @@ class Node:
         qc = certify_block(block.header, self.signer, chain.validators, chain.suite)
         started = time.monotonic()
         await asyncio.to_thread(chain.commit, height, encode(block), qc.vote_data.block_id, qc)
+        self.metrics.block_committed(height, len(txs), time.monotonic() - started)
         if (
             qc.vote_data.round >= self._safety_round + SAFETY_INTERVAL_ROUNDS
             or not self._safety_round
         ):
             await asyncio.to_thread(save_safety_record, self.home.path, qc.vote_data.round)
             self._safety_round = qc.vote_data.round
-        self.metrics.block_committed(height, len(txs), time.monotonic() - started)
         self._exec_queue.put((height, txs))
 
     # --- execution (its own thread) -------------------------------------------------------
