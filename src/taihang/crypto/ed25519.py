@@ -18,6 +18,8 @@ class Ed25519Suite:
     name: Final = "ed25519"
     public_key_bytes: Final = ED25519_PUBLIC_KEY_BYTES
     signature_bytes: Final = ED25519_SIGNATURE_BYTES
+    signature_bytes_min: Final = ED25519_SIGNATURE_BYTES  # fixed size
+    signature_bytes_max: Final = ED25519_SIGNATURE_BYTES
     seed_bytes: Final = 32
 
     def hash(self, data: bytes) -> bytes:

@@ -1,7 +1,9 @@
 """The `CryptoSuite` protocol: one object per signature scheme + hash function pair.
 
 A channel picks its suite at genesis; every hash, address and signature on that channel goes
-through it. Suites are stateless and safe to share between threads.
+through it. Suites are stateless and safe to share between threads (a suite may cache parsed
+keys; results never depend on it). Signatures may vary in length (DER-encoded SM2): a
+well-formed one is `signature_bytes_min` to `signature_bytes_max` bytes long.
 """
 
 from __future__ import annotations
@@ -19,7 +21,24 @@ class CryptoSuite(Protocol):
     def public_key_bytes(self) -> int: ...
 
     @property
-    def signature_bytes(self) -> int: ...
+    def signature_bytes(self) -> int:
+        """The exact signature length of a fixed-size scheme (Ed25519: 64).
+
+        For a variable-length scheme it is the maximum (DER-encoded SM2: 72): size buffers and
+        limits with it, and check a signature's length against `signature_bytes_min` and
+        `signature_bytes_max`.
+        """
+        ...
+
+    @property
+    def signature_bytes_min(self) -> int:
+        """The shortest well-formed signature (Ed25519: 64; SM2 DER: 8)."""
+        ...
+
+    @property
+    def signature_bytes_max(self) -> int:
+        """The longest well-formed signature (Ed25519: 64; SM2 DER: 72)."""
+        ...
 
     @property
     def seed_bytes(self) -> int: ...
@@ -46,15 +65,23 @@ class CryptoSuite(Protocol):
 
 
 def known_suites() -> list[str]:
-    return ["ed25519"]
+    return ["ed25519", "sm"]
 
 
 def get_suite(name: str) -> CryptoSuite:
-    """The suite called `name`, or `ConfigurationError` naming the known ones."""
+    """The suite called `name`, or `ConfigurationError` naming the known ones.
+
+    "sm" loads the system OpenSSL 3 library on first use; where it is missing or built without
+    SM2, that is a `ConfigurationError` saying so.
+    """
     if name == "ed25519":
         from taihang.crypto.ed25519 import ED25519
 
         return ED25519
+    if name == "sm":
+        from taihang.crypto.sm import SM
+
+        return SM
     raise ConfigurationError(
         f"unknown crypto suite {name!r}; known suites: {', '.join(known_suites())}"
     )

@@ -125,9 +125,16 @@ def decode_transaction(raw: bytes, suite: CryptoSuite) -> Transaction:
             code="tx_too_large",
         )
     envelope = decode(raw, TxEnvelope)
-    if len(envelope.signature) != suite.signature_bytes:
+    signature_min, signature_max = suite.signature_bytes_min, suite.signature_bytes_max
+    if not signature_min <= len(envelope.signature) <= signature_max:
+        expected = (
+            f"{signature_max}"
+            if signature_min == signature_max
+            else f"{signature_min} to {signature_max}"
+        )
         raise InvalidSignature(
-            f"signature must be {suite.signature_bytes} bytes, got {len(envelope.signature)}"
+            f"signature must be {expected} bytes for suite {suite.name}, "
+            f"got {len(envelope.signature)}"
         )
     body = decode(envelope.body, TxBody)
     args_bytes = bytes(body.args)

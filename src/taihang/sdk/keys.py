@@ -10,8 +10,19 @@ A key file is one JSON object holding one key, always written with mode 0600:
 The seed is encrypted with AES-256-GCM under a key that scrypt derives from the password. The
 file's public fields (version, name, suite, address, public key, development flag) are the
 associated data, so none of them can be swapped for another key's without decryption failing.
+
 Only the local network's development keys are stored unencrypted: they carry `"seed": "<hex>"`,
 `"development": true` and a `"warning"` instead of `"crypto"` (DESIGN.md §4).
+
+Keys of the national suite "sm" have their seed encrypted with SM4 instead (ADR 0005), so that
+such a deployment uses national algorithms only: `"cipher": "sm4-gcm"` (scrypt dklen 16) where
+the installed `cryptography` can do SM4-GCM, else `"cipher": "sm4-ctr+hmac-sm3"` (dklen 48: a
+16-byte SM4 key, then a 32-byte HMAC-SM3 key; the nonce is a random 16-byte initial counter
+block; encrypt-then-MAC with the MAC over len(associated data) as 8 bytes big-endian ||
+associated data || nonce || ciphertext, stored after the ciphertext and compared in constant
+time). Same KDF, same associated data. Loading accepts both SM4 forms for "sm" keys and only
+AES-256-GCM for the others, so an "sm" key file with an AES cipher (or the reverse) is refused
+as corrupted.
 
 Loading checks, cheapest first: the file's mode (no group or other access), its size, the
 JSON structure and version, that the address is the public key's, then the password, and last
@@ -28,17 +39,21 @@ cannot make us allocate gigabytes.
 from __future__ import annotations
 
 import builtins
+import functools
+import hmac
 import os
 import re
 import secrets
 import stat
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import msgspec
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -55,11 +70,18 @@ PASSWORD_ENV: Final = "TAIHANG_KEY_PASSWORD"
 DEVELOPMENT_WARNING: Final = "development only: unencrypted"
 
 KDF_NAME: Final = "scrypt"
-CIPHER_NAME: Final = "aes-256-gcm"
+CIPHER_NAME: Final = "aes-256-gcm"  # every suite but "sm"
+CIPHER_SM4_GCM: Final = "sm4-gcm"
+CIPHER_SM4_CTR_HMAC: Final = "sm4-ctr+hmac-sm3"  # where `cryptography` lacks SM4-GCM
+SM_SUITE: Final = "sm"
 DERIVED_KEY_BYTES: Final = 32  # AES-256
 SALT_BYTES: Final = 16
 NONCE_BYTES: Final = 12  # the AES-GCM standard nonce size
 TAG_BYTES: Final = 16
+SM4_KEY_BYTES: Final = 16
+HMAC_SM3_KEY_BYTES: Final = 32
+HMAC_SM3_BYTES: Final = 32
+CTR_NONCE_BYTES: Final = 16  # SM4-CTR's initial counter block is one 128-bit block
 SCRYPT_MEMORY_BYTES_MAX: Final = 1024 * 1024 * 1024  # scrypt needs 128 * n * r bytes
 SCRYPT_P_MAX: Final = 16
 AD_DOMAIN: Final = "taihang/key-file/v1"
@@ -187,6 +209,108 @@ class _VersionOnly(msgspec.Struct):
     version: int
 
 
+@dataclass(frozen=True)
+class _SeedCipher:
+    """An authenticated cipher for seeds: `seal` returns ciphertext || tag, `unseal` raises
+    `InvalidTag` when anything (key, nonce, ciphertext, tag, associated data) differs."""
+
+    name: str
+    key_bytes: int  # the scrypt output length, `kdfparams.dklen`
+    nonce_bytes: int
+    tag_bytes: int
+    seal: Callable[[bytes, bytes, bytes, bytes], bytes]  # (key, nonce, seed, associated data)
+    unseal: Callable[[bytes, bytes, bytes, bytes], bytes]  # (key, nonce, sealed, associated data)
+
+
+def _aes_gcm_seal(key: bytes, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    return AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def _aes_gcm_unseal(key: bytes, nonce: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    return AESGCM(key).decrypt(nonce, sealed, associated_data)
+
+
+def _sm4_gcm_seal(key: bytes, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    encryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(associated_data)
+    ciphertext = encryptor.update(plaintext) + encryptor.finalize()
+    return ciphertext + encryptor.tag
+
+
+def _sm4_gcm_unseal(key: bytes, nonce: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    ciphertext, tag = sealed[:-TAG_BYTES], sealed[-TAG_BYTES:]
+    decryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce, tag)).decryptor()
+    decryptor.authenticate_additional_data(associated_data)
+    return decryptor.update(ciphertext) + decryptor.finalize()  # InvalidTag on any change
+
+
+def _hmac_sm3(mac_key: bytes, nonce: bytes, ciphertext: bytes, associated_data: bytes) -> bytes:
+    # The length prefix makes the split between associated data and the rest unambiguous; the
+    # nonce has a fixed length and the ciphertext runs to the end.
+    mac = hmac.new(mac_key, len(associated_data).to_bytes(8, "big"), "sm3")
+    mac.update(associated_data)
+    mac.update(nonce)
+    mac.update(ciphertext)
+    return mac.digest()
+
+
+def _sm4_ctr_hmac_seal(key: bytes, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    encryption_key, mac_key = key[:SM4_KEY_BYTES], key[SM4_KEY_BYTES:]
+    encryptor = Cipher(algorithms.SM4(encryption_key), modes.CTR(nonce)).encryptor()
+    ciphertext = encryptor.update(plaintext) + encryptor.finalize()
+    return ciphertext + _hmac_sm3(mac_key, nonce, ciphertext, associated_data)
+
+
+def _sm4_ctr_hmac_unseal(key: bytes, nonce: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    encryption_key, mac_key = key[:SM4_KEY_BYTES], key[SM4_KEY_BYTES:]
+    ciphertext, tag = sealed[:-HMAC_SM3_BYTES], sealed[-HMAC_SM3_BYTES:]
+    # Encrypt-then-MAC: nothing is decrypted before the MAC checks, in constant time.
+    if not hmac.compare_digest(tag, _hmac_sm3(mac_key, nonce, ciphertext, associated_data)):
+        raise InvalidTag
+    decryptor = Cipher(algorithms.SM4(encryption_key), modes.CTR(nonce)).decryptor()
+    return decryptor.update(ciphertext) + decryptor.finalize()
+
+
+_SEED_CIPHERS: Final = {
+    cipher.name: cipher
+    for cipher in (
+        _SeedCipher(
+            CIPHER_NAME, DERIVED_KEY_BYTES, NONCE_BYTES, TAG_BYTES, _aes_gcm_seal, _aes_gcm_unseal
+        ),
+        _SeedCipher(
+            CIPHER_SM4_GCM, SM4_KEY_BYTES, NONCE_BYTES, TAG_BYTES, _sm4_gcm_seal, _sm4_gcm_unseal
+        ),
+        _SeedCipher(
+            CIPHER_SM4_CTR_HMAC,
+            SM4_KEY_BYTES + HMAC_SM3_KEY_BYTES,
+            CTR_NONCE_BYTES,
+            HMAC_SM3_BYTES,
+            _sm4_ctr_hmac_seal,
+            _sm4_ctr_hmac_unseal,
+        ),
+    )
+}
+
+
+@functools.cache
+def is_sm4_gcm_supported() -> bool:
+    """Whether the installed `cryptography` (and its OpenSSL) can encrypt with SM4-GCM."""
+    try:
+        Cipher(algorithms.SM4(bytes(SM4_KEY_BYTES)), modes.GCM(bytes(NONCE_BYTES))).encryptor()
+    except UnsupportedAlgorithm:
+        return False
+    return True
+
+
+def get_seed_ciphers(suite: str) -> tuple[str, ...]:
+    """The ciphers a key file of `suite` may use, the one new files get first."""
+    if suite != SM_SUITE:
+        return (CIPHER_NAME,)
+    if is_sm4_gcm_supported():
+        return (CIPHER_SM4_GCM, CIPHER_SM4_CTR_HMAC)
+    return (CIPHER_SM4_CTR_HMAC, CIPHER_SM4_GCM)
+
+
 def generate_seed(suite: CryptoSuite) -> bytes:
     """A fresh private key seed from the operating system's CSPRNG."""
     return secrets.token_bytes(suite.seed_bytes)
@@ -268,6 +392,7 @@ def load_key(path: StrPath, password: str | None = None) -> LoadedKey:
             _associated_data(
                 document.name, suite.name, document.address, public_key, document.development
             ),
+            suite.name,
         )
         if len(seed) != suite.seed_bytes:
             raise KeyFileCorrupted(f"key file {path}: the decrypted seed has the wrong length")
@@ -370,7 +495,8 @@ def _build_document(key: LoadedKey, password: str | None, scrypt: ScryptParams) 
     associated_data = _associated_data(
         key.name, key.suite, key.address, key.public_key, key.development
     )
-    crypto = _encrypt_seed(key.seed, password, associated_data, scrypt)
+    cipher = _SEED_CIPHERS[get_seed_ciphers(key.suite)[0]]
+    crypto = _encrypt_seed(key.seed, password, associated_data, scrypt, cipher)
     return msgspec.structs.replace(document, crypto=crypto)
 
 
@@ -382,54 +508,80 @@ def _associated_data(
     return msgspec.json.encode(fields)
 
 
-def _derive_key(password: str, salt: bytes, params: ScryptParams) -> bytes:
+def _derive_key(password: str, salt: bytes, params: ScryptParams, length: int) -> bytes:
     # NFC: terminals differ in whether they compose accented characters; the key must not.
     secret = unicodedata.normalize("NFC", password).encode()
-    kdf = Scrypt(salt=salt, length=DERIVED_KEY_BYTES, n=params.n, r=params.r, p=params.p)
+    kdf = Scrypt(salt=salt, length=length, n=params.n, r=params.r, p=params.p)
     return kdf.derive(secret)
 
 
 def _encrypt_seed(
-    seed: bytes, password: str, associated_data: bytes, params: ScryptParams
+    seed: bytes,
+    password: str,
+    associated_data: bytes,
+    params: ScryptParams,
+    cipher: _SeedCipher,
 ) -> _CryptoSection:
     salt = secrets.token_bytes(SALT_BYTES)
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    ciphertext = AESGCM(_derive_key(password, salt, params)).encrypt(nonce, seed, associated_data)
+    nonce = secrets.token_bytes(cipher.nonce_bytes)
+    key = _derive_key(password, salt, params, cipher.key_bytes)
+    try:
+        ciphertext = cipher.seal(key, nonce, seed, associated_data)
+    except UnsupportedAlgorithm:
+        raise KeyStoreError(
+            f"cannot encrypt with {cipher.name}: the installed cryptography/OpenSSL lacks it"
+        ) from None
     kdfparams = _KdfParams(
-        n=params.n, r=params.r, p=params.p, salt=salt.hex(), dklen=DERIVED_KEY_BYTES
+        n=params.n, r=params.r, p=params.p, salt=salt.hex(), dklen=cipher.key_bytes
     )
     return _CryptoSection(
         kdf=KDF_NAME,
         kdfparams=kdfparams,
-        cipher=CIPHER_NAME,
+        cipher=cipher.name,
         nonce=nonce.hex(),
         ciphertext=ciphertext.hex(),
     )
 
 
-def _decrypt_seed(
-    path: Path, crypto: _CryptoSection, password: str, associated_data: bytes
-) -> bytes:
-    if crypto.kdf != KDF_NAME or crypto.cipher != CIPHER_NAME:
+def _get_file_cipher(path: Path, crypto: _CryptoSection, suite: str) -> _SeedCipher:
+    """The file's cipher, if its suite may use it and its scrypt output length fits it."""
+    ciphers = get_seed_ciphers(suite)
+    if crypto.kdf != KDF_NAME or crypto.cipher not in ciphers:
         raise KeyFileCorrupted(
-            f"key file {path} uses kdf {crypto.kdf!r} and cipher {crypto.cipher!r}; "
-            f"this Taihang reads {KDF_NAME!r} with {CIPHER_NAME!r}"
+            f"key file {path}: its {suite} key is encrypted with kdf {crypto.kdf!r} and cipher "
+            f"{crypto.cipher!r}; this Taihang reads {suite} keys encrypted with {KDF_NAME!r} "
+            f"and {' or '.join(repr(name) for name in sorted(ciphers))}"
         )
+    cipher = _SEED_CIPHERS[crypto.cipher]
+    if crypto.kdfparams.dklen != cipher.key_bytes:
+        raise KeyFileCorrupted(
+            f"key file {path}: kdfparams.dklen must be {cipher.key_bytes} for {cipher.name}"
+        )
+    return cipher
+
+
+def _decrypt_seed(
+    path: Path, crypto: _CryptoSection, password: str, associated_data: bytes, suite: str
+) -> bytes:
+    cipher = _get_file_cipher(path, crypto, suite)
     kdfparams = crypto.kdfparams
-    if kdfparams.dklen != DERIVED_KEY_BYTES:
-        raise KeyFileCorrupted(f"key file {path}: kdfparams.dklen must be {DERIVED_KEY_BYTES}")
     try:
         params = ScryptParams(n=kdfparams.n, r=kdfparams.r, p=kdfparams.p)
     except KeyStoreError as error:
         raise KeyFileCorrupted(f"key file {path}: {error.message}") from None
     salt = _decode_hex(path, "crypto.kdfparams.salt", kdfparams.salt, None)
-    nonce = _decode_hex(path, "crypto.nonce", crypto.nonce, NONCE_BYTES)
+    nonce = _decode_hex(path, "crypto.nonce", crypto.nonce, cipher.nonce_bytes)
     ciphertext = _decode_hex(path, "crypto.ciphertext", crypto.ciphertext, None)
-    if len(ciphertext) < TAG_BYTES:
+    if len(ciphertext) < cipher.tag_bytes:
         raise KeyFileCorrupted(f"key file {path}: crypto.ciphertext is too short")
-    aead = AESGCM(_derive_key(password, salt, params))
+    key = _derive_key(password, salt, params, cipher.key_bytes)
     try:
-        return aead.decrypt(nonce, ciphertext, associated_data)
+        return cipher.unseal(key, nonce, ciphertext, associated_data)
+    except UnsupportedAlgorithm:
+        raise KeyStoreError(
+            f"key file {path} is encrypted with {cipher.name}, which the installed "
+            "cryptography/OpenSSL cannot decrypt; upgrade the cryptography package"
+        ) from None
     except InvalidTag:
         # GCM cannot tell a wrong password from altered public fields; the address/public key
         # pair was already checked, so a wrong password is by far the likeliest cause.

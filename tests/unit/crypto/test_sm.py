@@ -41,13 +41,15 @@ from taihang.ledger.transaction import (
 
 N = SM2_ORDER
 P = 0xFFFFFFFE_FFFFFFFF_FFFFFFFF_FFFFFFFF_FFFFFFFF_00000000_FFFFFFFF_FFFFFFFF  # field prime
+B = 0x28E9FA9E_9D9F5E34_4D5A9E4B_CF6509A7_F39789F5_15AB8F92_DDBCBD41_4D940E93  # y² = x³ - 3x + b
 MESSAGE = b"taihang/test/v1 message"
 
 # GM/T 0003.5-2012 Annex A (= GB/T 32918.5-2017 Annex A): the signature example on the
 # recommended curve with the default ID 1234567812345678 and the message "message digest".
-# (The GB/T 32918.2 examples use a test curve and the ID ALICE123@YAHOO.COM, so they do not
-# apply to a suite fixed to the recommended curve and the default ID.) OpenSSL's
-# test/sm2_internal_test.c checks the same vector.
+# The annex also gives k = 59276E27...BC21 and e = SM3(Z || M) = F0B43E94...8640, so the
+# signature is deterministic there. (The GB/T 32918.2 examples use a test curve and the ID
+# ALICE123@YAHOO.COM, so they do not apply to a suite fixed to the recommended curve and the
+# default ID.)
 VECTOR_PRIVATE_KEY = "3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8"
 VECTOR_PUBLIC_KEY = (
     "04"
@@ -109,6 +111,18 @@ def test_verify_accepts_the_published_signature() -> None:
     assert SM.verify(public_key, VECTOR_MESSAGE, signature)
     assert not SM.verify(public_key, b"message digesT", signature)
     assert not SM.verify(public_key, VECTOR_MESSAGE, encode_signature(VECTOR_R + 1, VECTOR_S))
+
+
+def test_default_id_gives_the_annex_digest() -> None:
+    # e = SM3(Z || M) with Z = SM3(ENTL || ID || a || b || xG || yG || xA || yA): what the suite
+    # signs under the default ID, computed here independently of OpenSSL.
+    gx = 0x32C4AE2C_1F198119_5F990446_6A39C994_8FE30BBF_F2660BE1_715A4589_334C74C7
+    gy = 0xBC3736A2_F4F6779C_59BDCEE3_6B692153_D0A9877C_C62A4740_02DF32E5_2139F0A0
+    entl = (8 * len(SM2_DEFAULT_ID)).to_bytes(2, "big")
+    curve = b"".join(value.to_bytes(32, "big") for value in (P - 3, B, gx, gy))
+    z = hashlib.new("sm3", entl + SM2_DEFAULT_ID + curve + bytes.fromhex(VECTOR_PUBLIC_KEY)[1:])
+    e = hashlib.new("sm3", z.digest() + VECTOR_MESSAGE).hexdigest()
+    assert e == "f0b43e94ba45accaace692ed534382eb17e6ab5a19ce7b31f4486fdfc0d28640"
 
 
 def test_verify_rejects_the_negated_s_so_sm2_needs_no_low_s_rule() -> None:
@@ -269,9 +283,6 @@ def test_decode_signature_accepts_the_shortest_and_longest_forms() -> None:
 
 
 # ----------------------------------------------------------------------------- bad keys
-
-
-B = 0x28E9FA9E_9D9F5E34_4D5A9E4B_CF6509A7_F39789F5_15AB8F92_DDBCBD41_4D940E93  # y² = x³ - 3x + b
 
 
 def _point(x: int, y: int) -> bytes:
