@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from taihang.cli.network import load_network
+from taihang.crypto.hashing import get_hash
 from taihang.crypto.jmt import verify_state_proof
 from taihang.crypto.proof_json import state_proof_from_json
 from taihang.sdk.client import Client
@@ -22,6 +23,7 @@ verify_state_proof(
     bytes.fromhex(read.state_key),
     bytes.fromhex(read.value_bytes),
     state_proof_from_json(read.proof),
+    get_hash(read.hash),  # SHA-256 on ed25519 channels, SM3 on sm channels
 )
 print(
     f"balance {read.value} proven against state root {read.state_root[:16]}… "

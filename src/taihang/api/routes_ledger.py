@@ -94,6 +94,7 @@ async def get_state(request: Request, contract: str, key: str, proof: bool = Fal
         "value_bytes": None if value is None else value.hex(),
         "height": height,
         "state_root": root.hex(),
+        "hash": chain.suite.hash_name,  # the tree's hash: verify proofs with this one
     }
     if state_proof is not None:
         out["proof"] = struct_to_json(state_proof)

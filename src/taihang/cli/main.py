@@ -83,12 +83,16 @@ def init(
 
 @app.command()
 def up(
-    home: HomeOption = DEFAULT_HOME, nodes: int = 1, detach: bool = False, demo: bool = False
+    home: HomeOption = DEFAULT_HOME,
+    nodes: int = 1,
+    detach: bool = False,
+    demo: bool = False,
+    crypto: Annotated[str, typer.Option(help="Suite of a new network: ed25519 or sm.")] = "ed25519",
 ) -> None:
     """Start the local network (creating it if needed) and wait until it commits."""
     from taihang.cli.up import run_up
 
-    raise typer.Exit(run_up(home, nodes=nodes, detach=detach, demo=demo))
+    raise typer.Exit(run_up(home, nodes=nodes, detach=detach, demo=demo, crypto=crypto))
 
 
 @app.command()

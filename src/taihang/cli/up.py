@@ -76,11 +76,13 @@ def wait_for_commit(network: Network, start_heights: dict[str, int | None]) -> s
     return f"no commit within {START_TIMEOUT_S:.0f} s on: {', '.join(sorted(pending))}"
 
 
-def run_up(home: Path, *, nodes: int, detach: bool, demo: bool) -> int:
+def run_up(home: Path, *, nodes: int, detach: bool, demo: bool, crypto: str = "ed25519") -> int:
     if not (home / NETWORK_FILE).exists():
-        init_network(home, nodes=nodes)
-        typer.echo(f"created a new network in {home.resolve()}")
+        init_network(home, nodes=nodes, crypto=crypto)
+        typer.echo(f"created a new {crypto} network in {home.resolve()}")
     network = load_network(home)
+    if crypto not in (network.crypto, "ed25519"):
+        typer.echo(f"note: the existing network uses {network.crypto}; --crypto is ignored")
     start_heights: dict[str, int | None] = {}
     started = []
     for entry in network.nodes:

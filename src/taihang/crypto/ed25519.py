@@ -16,6 +16,7 @@ from taihang.constants import ED25519_PUBLIC_KEY_BYTES, ED25519_SIGNATURE_BYTES
 
 class Ed25519Suite:
     name: Final = "ed25519"
+    hash_name: Final = "sha256"
     public_key_bytes: Final = ED25519_PUBLIC_KEY_BYTES
     signature_bytes: Final = ED25519_SIGNATURE_BYTES
     signature_bytes_min: Final = ED25519_SIGNATURE_BYTES  # fixed size

@@ -21,3 +21,14 @@ def tagged_hash(tag: bytes, data: bytes) -> bytes:
 
 def sm3(data: bytes) -> bytes:
     return hashlib.new("sm3", data).digest()
+
+
+HASHES: dict[str, HashFn] = {"sha256": sha256, "sm3": sm3}
+
+
+def get_hash(name: str) -> HashFn:
+    """The hash function called `name` (a suite's `hash_name`), for light clients."""
+    try:
+        return HASHES[name]
+    except KeyError:
+        raise ValueError(f"unknown hash {name!r}; known: {', '.join(HASHES)}") from None

@@ -329,6 +329,7 @@ class SmSuite:
     """SM2 signatures with SM3, the default ID and DER encoding; SM3 hashes (module docstring)."""
 
     name: Final = "sm"
+    hash_name: Final = "sm3"
     public_key_bytes: Final = SM2_PUBLIC_KEY_BYTES
     signature_bytes: Final = SM2_SIGNATURE_BYTES_MAX  # DER varies: this is the maximum
     signature_bytes_min: Final = SM2_SIGNATURE_BYTES_MIN

@@ -18,6 +18,11 @@ class CryptoSuite(Protocol):
     def name(self) -> str: ...
 
     @property
+    def hash_name(self) -> str:
+        """The hash every id, address, Merkle root and state-tree node uses ("sha256", "sm3")."""
+        ...
+
+    @property
     def public_key_bytes(self) -> int: ...
 
     @property

@@ -12,6 +12,7 @@ QC without signatures, accepted only as the parent certificate of height 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from taihang.codec import Canonical, encode
@@ -29,6 +30,7 @@ from taihang.errors import InvalidBlock, InvalidCertificate
 from taihang.types import BlockId
 
 ZERO_HASH: Final = bytes(HASH_BYTES)
+TaggedHashFn = Callable[[bytes, bytes], bytes]
 
 
 class ExecRoot(Canonical, frozen=True):
@@ -99,7 +101,9 @@ class ValidatorSet:
 
     __slots__ = ("by_address", "hash", "members", "total_weight")
 
-    def __init__(self, validators: list[Validator]) -> None:
+    def __init__(
+        self, validators: list[Validator], tagged_hash_fn: TaggedHashFn = tagged_hash
+    ) -> None:
         ordered = sorted(validators, key=lambda v: v.address)
         if not ordered:
             raise InvalidCertificate("a validator set needs at least one validator")
@@ -110,7 +114,7 @@ class ValidatorSet:
         self.members: tuple[Validator, ...] = tuple(ordered)
         self.by_address = {v.address: i for i, v in enumerate(ordered)}
         self.total_weight = sum(v.weight for v in ordered)
-        self.hash = compute_validator_set_hash(list(ordered))
+        self.hash = compute_validator_set_hash(list(ordered), tagged_hash_fn)
 
     @property
     def quorum_weight(self) -> int:
@@ -123,9 +127,12 @@ class ValidatorSet:
         return index
 
 
-def compute_validator_set_hash(validators: list[Validator]) -> bytes:
+def compute_validator_set_hash(
+    validators: list[Validator], tagged_hash_fn: TaggedHashFn = tagged_hash
+) -> bytes:
+    """The set's hash under the channel's suite (`suite.tagged_hash`; SHA-256 by default)."""
     ordered = sorted(validators, key=lambda v: v.address)
-    return tagged_hash(TAG_VALIDATOR_SET, encode(ordered))
+    return tagged_hash_fn(TAG_VALIDATOR_SET, encode(ordered))
 
 
 def compute_block_id(suite: CryptoSuite, header: BlockHeader) -> BlockId:

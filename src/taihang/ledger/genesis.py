@@ -171,7 +171,7 @@ def build_validator_set(genesis: Genesis) -> ValidatorSet:
         validators.append(
             Validator(address=compute_address(suite, key), public_key=key, weight=spec.weight)
         )
-    return ValidatorSet(validators)
+    return ValidatorSet(validators, suite.tagged_hash)
 
 
 def build_genesis_block(genesis: Genesis, state_root: bytes) -> Block:

@@ -84,7 +84,9 @@ def request(path: Path, message: dict[str, Any], timeout_s: float = 5.0) -> dict
                 data += chunk
     except (FileNotFoundError, ConnectionError, TimeoutError) as exc:
         raise TransientError(f"no key agent at {path}: {exc}") from None
-    answer: dict[str, Any] = json.loads(data or b"{}")
+    if not data:  # an agent that is shutting down accepts and closes without answering
+        raise TransientError(f"the key agent at {path} did not answer")
+    answer: dict[str, Any] = json.loads(data)
     if not answer.get("ok"):
         raise AgentError(f"agent: {answer.get('error', 'no answer')}")
     return answer

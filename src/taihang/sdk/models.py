@@ -124,6 +124,7 @@ class StateRead(msgspec.Struct):
     value_bytes: str | None
     height: int
     state_root: str
+    hash: str = "sha256"  # the state tree's hash function: "sha256" or "sm3"
     proof: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
