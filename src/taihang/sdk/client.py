@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -18,7 +19,8 @@ import msgspec
 
 from taihang.codec import value_to_json
 from taihang.errors import TransientError
-from taihang.sdk.errors import ReceiptTimeout, error_from_problem
+from taihang.sdk.errors import ReceiptTimeout, raise_for_problem
+from taihang.sdk.events import StreamItem, aiter_events, iter_events
 from taihang.sdk.models import (
     Account,
     Block,
@@ -108,16 +110,6 @@ class _Calls:
         return _Call("GET", f"/api/v1/accounts/{address}", Account)
 
 
-def raise_for_problem(response: httpx.Response) -> None:
-    """Raise the mapped exception when `response` is a problem answer (status >= 400)."""
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        raise error_from_problem(response.status_code, body, response.text)
-
-
 def _parse(call: _Call[T], response: httpx.Response) -> T:
     raise_for_problem(response)
     data = msgspec.json.decode(response.content)
@@ -203,6 +195,16 @@ class Client:
     def next_nonce(self, address: str) -> int:
         return self.get_account(address).next_nonce
 
+    def iter_blocks(self, start: int = 0, end: int | None = None) -> Iterator[Block]:
+        """Blocks `start`..`end` (default: up to the committed height now), in height order."""
+        last = self.status().height if end is None else end
+        for height in range(start, last + 1):
+            yield self.get_block(height)
+
+    def iter_events(self, **filters: Any) -> Iterator[StreamItem]:
+        """The node's event stream (`taihang.sdk.events.iter_events` with this base URL)."""
+        return iter_events(self.base_url, **filters)
+
 
 class AsyncClient:
     """Asynchronous client: `async with AsyncClient(url) as client: ...`."""
@@ -277,3 +279,11 @@ class AsyncClient:
 
     async def next_nonce(self, address: str) -> int:
         return (await self.get_account(address)).next_nonce
+
+    async def iter_blocks(self, start: int = 0, end: int | None = None) -> AsyncIterator[Block]:
+        last = (await self.status()).height if end is None else end
+        for height in range(start, last + 1):
+            yield await self.get_block(height)
+
+    def iter_events(self, **filters: Any) -> AsyncIterator[StreamItem]:
+        return aiter_events(self.base_url, **filters)

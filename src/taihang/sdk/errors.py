@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from taihang.errors import (
     BlockNotFound,
     ContractReverted,
@@ -58,3 +60,13 @@ def error_from_problem(status: int, body: Any, text: str = "") -> TaihangError:
     if status >= 500:
         return TransientError(message, code=code)
     return ApiError(message, code=code, status=status)
+
+
+def raise_for_problem(response: httpx.Response) -> None:
+    """Raise the mapped exception when `response` is a problem answer (status >= 400)."""
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        raise error_from_problem(response.status_code, body, response.text)

@@ -22,7 +22,7 @@ from typing import Any, Final
 import httpx
 
 from taihang.errors import ProtocolViolation, TransientError
-from taihang.sdk.client import raise_for_problem
+from taihang.sdk.errors import raise_for_problem
 
 EVENTS_PATH: Final = "/api/v1/events"
 FROM_HEIGHT_HEADER: Final = "taihang-from-height"
