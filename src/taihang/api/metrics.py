@@ -67,18 +67,23 @@ class ApiMetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before it starts a response
+        # Duration until the response starts: the same as the whole request for ordinary
+        # answers, and for event streams their latency rather than their lifetime.
+        answered: float | None = None
 
         async def send_and_record(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = time.perf_counter()
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_record)
         finally:
+            ended = answered if answered is not None else time.perf_counter()
             self.metrics.api_request(
-                self._find_template(scope), scope["method"], status, time.perf_counter() - started
+                self._find_template(scope), scope["method"], status, ended - started
             )
 
     def _find_template(self, scope: Scope) -> str:
