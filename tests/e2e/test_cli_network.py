@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from e2e_support import run_cli
+from e2e_support import TAIHANG, run_cli
+
+from taihang.errors import TransientError
+from taihang.sdk.client import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -43,3 +49,34 @@ def test_commands_without_a_network_say_so(tmp_path: Path) -> None:
     result = run_cli("status", "--json", home=tmp_path / "missing", check=False)
     assert result.returncode != 0
     assert "no network" in result.stderr
+
+
+def test_up_with_demo_runs_until_interrupted(tmp_path: Path) -> None:
+    """What `make up` runs: the network, a demo workload, and a clean stop on Ctrl-C."""
+    home = tmp_path / "net"
+    process = subprocess.Popen(
+        [*TAIHANG, "up", "--home", str(home), "--demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if line.startswith("demo: height"):
+                break
+        assert any(line.startswith("demo: height") for line in lines), "".join(lines)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            run_cli("down", home=home, check=False)
+    [node] = status(home)
+    assert node["running"] is False
+    with Client(node["api"]) as client, pytest.raises(TransientError):
+        client.status()
