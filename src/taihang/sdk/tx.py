@@ -6,9 +6,8 @@ from typing import Any
 
 from taihang.codec import encode
 from taihang.constants import TAG_TX
-from taihang.crypto import get_suite
 from taihang.errors import InvalidInput
-from taihang.ledger.transaction import TxEnvelope, build_body, sign_body
+from taihang.ledger.transaction import TxEnvelope, build_body
 from taihang.sdk.signer import Signer
 
 DEFAULT_GAS_LIMIT = 1_000_000
@@ -54,18 +53,18 @@ def build_signed_tx(
     gas_limit: int = DEFAULT_GAS_LIMIT,
 ) -> bytes:
     """The envelope bytes of a transaction signed with the key derived from `seed`."""
-    suite = get_suite(suite_name)
-    body = build_body(
+    from taihang.sdk.signer import KeySigner
+
+    return sign_tx(
+        KeySigner.from_seed(seed, suite_name),
         channel=channel,
-        sender_public_key=suite.public_key_from_seed(seed),
         nonce=nonce,
         contract=contract,
         method=method,
         args=args,
-        gas_limit=gas_limit,
         expires_at_height=expires_at_height,
+        gas_limit=gas_limit,
     )
-    return sign_body(body, seed, suite)
 
 
 def check_suite(signer: Signer, network_crypto: str) -> None:
