@@ -8,7 +8,7 @@ from taihang.codec import encode
 from taihang.constants import TAG_TX
 from taihang.errors import InvalidInput
 from taihang.ledger.transaction import TxEnvelope, build_body
-from taihang.sdk.signer import Signer
+from taihang.sdk.signer import KeySigner, Signer
 
 DEFAULT_GAS_LIMIT = 1_000_000
 DEFAULT_EXPIRY_BLOCKS = 10_000
@@ -53,8 +53,6 @@ def build_signed_tx(
     gas_limit: int = DEFAULT_GAS_LIMIT,
 ) -> bytes:
     """The envelope bytes of a transaction signed with the key derived from `seed`."""
-    from taihang.sdk.signer import KeySigner
-
     return sign_tx(
         KeySigner.from_seed(seed, suite_name),
         channel=channel,
