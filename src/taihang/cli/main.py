@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from taihang.cli.events import register as register_events
+from taihang.sim.cli import register as register_sim
 
 app = typer.Typer(
     help="Taihang (太行): a consortium blockchain.",
@@ -32,6 +33,7 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 register_events(app)
+register_sim(app)
 
 HomeOption = Annotated[Path, typer.Option("--home", help="The network directory.")]
 DEFAULT_HOME = Path(".taihang")

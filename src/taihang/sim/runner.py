@@ -1,0 +1,218 @@
+"""Running seeds: one seed in this process, or a campaign of seeds over worker processes.
+
+Theory of operation: a run is a pure function of `(seed, SimOptions)` and the code. It creates
+one `random.Random(seed)`, draws the fault plan from it, derives the cluster's keys from the
+seed, and hands the same RNG to the engine. Nothing else is random, so `run_seed` is
+reproducible bit for bit (with fake or Ed25519 signatures), which is what makes a failing seed
+replayable and the trace comparable across processes.
+
+A campaign (`run_seeds`) farms seeds out to worker processes (spawned, so no state leaks from
+the parent), collects the results in seed order whatever order they finish in, and sums them
+into a `CampaignSummary`. Bindings travel to workers by name (`module:attribute`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from taihang.sim.cluster import (
+    DEFAULT_BINDING,
+    SimTiming,
+    build_cluster,
+    compute_healed_ms,
+    get_sim_suite,
+    load_binding,
+)
+from taihang.sim.engine import Simulation
+from taihang.sim.plan import FAULT_KINDS, generate_plan
+from taihang.sim.trace import HashSink, Trace, TraceSink
+
+TRACE_FORMAT_VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    """Everything besides the seed that shapes a run; the trace's first line records it."""
+
+    nodes: int | None = None  # None: drawn from the seed, n in {4, 4, 7}
+    crypto: str = "fake"
+    byzantine: int = 0
+    binding: str = DEFAULT_BINDING
+    timing: SimTiming = field(default_factory=SimTiming)
+    without: frozenset[str] = frozenset()
+    early_stop: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodes": self.nodes,
+            "crypto": self.crypto,
+            "byzantine": self.byzantine,
+            "binding": self.binding,
+            "timing": {
+                "round_timeout_base_ms": self.timing.round_timeout_base_ms,
+                "idle_block_interval_ms": self.timing.idle_block_interval_ms,
+                "min_block_interval_ms": self.timing.min_block_interval_ms,
+                "network_allowance_ms": self.timing.network_allowance_ms,
+                "max_clock_drift_ms": self.timing.max_clock_drift_ms,
+                "block_request_retry_ms": self.timing.block_request_retry_ms,
+                "faulty_ms": self.timing.faulty_ms,
+                "healed_ms_min": self.timing.healed_ms_min,
+            },
+            "without": sorted(self.without),
+            "early_stop": self.early_stop,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    seed: int
+    nodes: int
+    violation: dict[str, Any] | None
+    faults: dict[str, int]
+    commits: int  # final ledger heights of the nodes that kept keys and disk, summed
+    elapsed_ms: int  # simulated
+    events: int
+    plan: dict[str, Any]
+    trace_sha256: str | None
+    wall_s: float
+
+
+def run_seed(seed: int, options: SimOptions, sink: TraceSink | None = None) -> SeedResult:
+    """Run one seed; `sink` receives the trace (first line: the flags, second: the plan)."""
+    if options.byzantine:
+        raise ValueError("Byzantine validators are not simulated yet; use byzantine=0")
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    plan = generate_plan(
+        rng,
+        nodes=options.nodes,
+        byzantine=options.byzantine,
+        faulty_ms=options.timing.faulty_ms,
+        without=options.without,
+    )
+    binding = load_binding(options.binding)
+    cluster = build_cluster(seed, plan.nodes, get_sim_suite(options.crypto), options.timing)
+    healed_ms = compute_healed_ms(
+        options.timing, binding.compute_round_timeout_max_ms(options.timing)
+    )
+    trace = None
+    if sink is not None:
+        trace = Trace(sink, mask=options.crypto == "sm")
+        trace.record(
+            {"flags": {"seed": seed, **options.to_json()}, "version": TRACE_FORMAT_VERSION}
+        )
+        trace.record({"plan": plan.to_json(), "healed_ms": healed_ms})
+    outcome = Simulation(
+        cluster=cluster,
+        plan=plan,
+        binding=binding,
+        rng=rng,
+        healed_ms=healed_ms,
+        trace=trace,
+        early_stop=options.early_stop,
+    ).run()
+    return SeedResult(
+        seed=seed,
+        nodes=plan.nodes,
+        violation=None if outcome.violation is None else outcome.violation.to_json(),
+        faults=outcome.faults,
+        commits=sum(p.at_end for p in outcome.progress),
+        elapsed_ms=outcome.elapsed_ms,
+        events=outcome.events,
+        plan=plan.to_json(),
+        trace_sha256=sink.hexdigest() if isinstance(sink, HashSink) else None,
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def run_seed_hashed(seed: int, options: SimOptions) -> SeedResult:
+    """Run one seed keeping only the SHA-256 of its trace (the determinism check)."""
+    return run_seed(seed, options, HashSink())
+
+
+@dataclass(slots=True)
+class CampaignSummary:
+    """The totals `taihang sim` prints as its last line."""
+
+    seeds: int = 0
+    violations: int = 0
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+    commits: int = 0
+    wall_s: float = 0.0
+    failed: list[SeedResult] = field(default_factory=list)
+
+    def add(self, result: SeedResult) -> None:
+        self.seeds += 1
+        self.commits += result.commits
+        for kind, count in result.faults.items():
+            self.faults[kind] = self.faults.get(kind, 0) + count
+        if result.violation is not None:
+            self.violations += 1
+            self.failed.append(result)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seeds": self.seeds,
+            "violations": self.violations,
+            "faults": dict(sorted(self.faults.items())),
+            "commits": self.commits,
+            "seeds_per_s": round(self.seeds / self.wall_s, 3) if self.wall_s > 0 else None,
+        }
+
+
+def iter_results(seeds: list[int], options: SimOptions, jobs: int = 1) -> Iterator[SeedResult]:
+    """Results in seed order; with `jobs > 1` seeds run in that many spawned processes."""
+    if jobs <= 1:
+        for seed in seeds:
+            yield run_seed(seed, options)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(jobs) as pool:
+        yield from pool.imap(_run_seed_star, [(seed, options) for seed in seeds], chunksize=1)
+
+
+def _run_seed_star(arguments: tuple[int, SimOptions]) -> SeedResult:
+    return run_seed(*arguments)
+
+
+def run_seeds(
+    seeds: list[int],
+    options: SimOptions,
+    *,
+    jobs: int = 1,
+    on_result: Callable[[SeedResult], None] | None = None,
+) -> CampaignSummary:
+    """Run `seeds` and sum them up; `on_result` sees each result as it arrives (progress)."""
+    summary = CampaignSummary()
+    started = time.perf_counter()
+    for result in iter_results(seeds, options, jobs):
+        summary.add(result)
+        if on_result is not None:
+            on_result(result)
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+def build_replay_command(seed: int, options: SimOptions, nodes: int) -> str:
+    """The command that replays `seed` with its trace, pinned to the n it ran with."""
+    parts = [
+        "taihang sim --mode random",
+        f"--seed {seed}",
+        f"--nodes {nodes}",
+        f"--crypto {options.crypto}",
+        f"--byzantine {options.byzantine}",
+    ]
+    parts += [f"--without {kind}" for kind in sorted(options.without)]
+    if options.timing.faulty_ms != SimTiming().faulty_ms:
+        parts.append(f"--faulty-ms {options.timing.faulty_ms}")
+    if not options.early_stop:
+        parts.append("--no-early-stop")
+    if options.binding != DEFAULT_BINDING:
+        parts.append(f"--core {options.binding}")
+    parts.append(f"--trace seed-{seed}.jsonl")
+    return " ".join(parts)

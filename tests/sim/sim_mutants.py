@@ -1,0 +1,81 @@
+"""Injected bugs in the real Jolteon core, to show the simulator finds them (mutation check).
+
+Each binding builds the production `ConsensusCore` through `JolteonBinding` and breaks one
+safety rule from the outside, the way a plausible bug would:
+
+* `SkipPersistBinding`: the driver never writes SafetyData (the no-fsync bug of
+  gravity-sdk#743, aptos-core#18298): after a crash the node forgets its votes;
+* `NonConsecutiveCommitBinding`: the 2-chain rule without the consecutive-rounds condition
+  (relab/hotstuff#249): every QC is taken for a commit proof.
+
+The third mutation of the spec, "vote ignoring the TC's hqc", needs a Byzantine proposer to
+show (honest leaders always extend their highest QC), so it comes with the Byzantine issue.
+"""
+
+from __future__ import annotations
+
+from taihang.consensus.core import ConsensusCore
+from taihang.consensus.events import Action, Event, PersistSafetyData
+from taihang.consensus.messages import ConsensusMessage
+from taihang.ledger.block import QuorumCert
+from taihang.sim.cluster import Cluster, SimTiming
+from taihang.sim.jolteon import JolteonBinding
+from taihang.sim.node import SimDisk, SimPayload
+
+
+class _ForgetfulCore:
+    """Drops every `PersistSafetyData`: the votes leave, the record never reaches the disk."""
+
+    def __init__(self, core: ConsensusCore) -> None:
+        self._core = core
+
+    def handle(self, event: Event) -> list[Action]:
+        return [a for a in self._core.handle(event) if not isinstance(a, PersistSafetyData)]
+
+
+class SkipPersistBinding:
+    def __init__(self) -> None:
+        self._binding = JolteonBinding()
+
+    def compute_round_timeout_max_ms(self, timing: SimTiming) -> int:
+        return self._binding.compute_round_timeout_max_ms(timing)
+
+    def build_core(
+        self, cluster: Cluster, node: int, disk: SimDisk, payload: SimPayload
+    ) -> _ForgetfulCore:
+        return _ForgetfulCore(self._binding.build_core(cluster, node, disk, payload))
+
+    def verify_message(self, cluster: Cluster, message: ConsensusMessage) -> None:
+        self._binding.verify_message(cluster, message)
+
+
+class _EagerCommitCore(ConsensusCore):
+    """Commits the parent of any certified block, consecutive rounds or not."""
+
+    eager_qc: QuorumCert | None = None
+
+    def _adopt_qc(self, qc: QuorumCert, sender: str | None, now_ms: int) -> list[Action]:
+        actions = super()._adopt_qc(qc, sender, now_ms)
+        if self.eager_qc is None or qc.vote_data.round > self.eager_qc.vote_data.round:
+            self.eager_qc = qc
+        return actions + self._try_commit(sender, now_ms)
+
+    def _try_commit(self, hint: str | None, now_ms: int) -> list[Action]:
+        proof = self.commit_qc  # the real proof goes back for sync; only commits use the QC
+        if self.eager_qc is not None and (
+            proof is None or self.eager_qc.vote_data.round > proof.vote_data.round
+        ):
+            self.commit_qc = self.eager_qc
+        try:
+            return super()._try_commit(hint, now_ms)
+        finally:
+            self.commit_qc = proof
+
+
+class NonConsecutiveCommitBinding(JolteonBinding):
+    def build_core(
+        self, cluster: Cluster, node: int, disk: SimDisk, payload: SimPayload
+    ) -> ConsensusCore:
+        core = super().build_core(cluster, node, disk, payload)
+        core.__class__ = _EagerCommitCore  # same state, one rule changed
+        return core
