@@ -149,6 +149,9 @@ def test_bad_input_gets_codes(api_node: RunningNode, http: httpx.Client) -> None
     expect_problem(http.get("/api/v1/transactions/zz"), 400, "malformed")
     expect_problem(http.get(f"/api/v1/transactions/{'00' * 32}"), 404, "transaction_not_found")
     expect_problem(http.get("/api/v1/blocks/999999"), 404, "block_not_found")
+    expect_problem(http.get("/api/v1/blocks/" + "9" * 40), 404, "block_not_found")
+    expect_problem(http.get("/api/v1/blocks/²"), 400, "malformed")
+    expect_problem(http.get("/api/v1/blocks/" + "9" * 40 + "/receipts"), 404, "block_not_found")
     expect_problem(http.get("/api/v1/blocks", params={"cursor": "abc"}), 400, "malformed")
     expect_problem(http.get("/api/v1/nothing-here"), 404, "not_found")
     expect_problem(

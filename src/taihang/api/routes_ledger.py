@@ -22,6 +22,7 @@ from taihang.node.chain import Chain
 
 router = APIRouter(prefix="/api/v1", tags=["ledger"])
 LIST_LIMIT_MAX = 100
+HEIGHT_DIGITS_MAX = 18  # below 2**63: larger heights cannot exist
 
 
 @router.get("/status")
@@ -148,7 +149,9 @@ def read_state(chain: Chain, skey: bytes, with_proof: bool) -> tuple[bytes | Non
 def resolve_height(chain: Chain, ref: str) -> int:
     if ref == "latest":
         return chain.tip_height
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
+        if len(ref) > HEIGHT_DIGITS_MAX:
+            raise BlockNotFound(f"block {ref} not found")
         return int(ref)
     block_id = parse_hex(ref, "block reference (height, id or latest)", 32)
     height = chain.store.find_height_by_id(block_id)
