@@ -102,61 +102,80 @@ def init_network(
         raise ConfigurationError(f"a network already exists at {path}")
     if nodes != 1:
         raise ConfigurationError("this release runs single-validator networks (--nodes 1)")
-    suite = get_suite(crypto)
+    get_suite(crypto)  # an unknown suite fails here, before anything is written
     path.mkdir(parents=True, exist_ok=True)
     path = path.resolve()
-    org_id = "org1"
-    org_dir = path / "orgs" / org_id
-    org_dir.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = build_org_ca(org_id)
-    _write_private(org_dir / "ca.key", ca_key)
-    (org_dir / "ca.pem").write_bytes(ca_cert)
+    org = _create_org(path, "org1")
     admin = KeyStore(path / "keys").new(DEV_KEY_NAME, None, crypto, development=True)
-    entries, validators = [], []
-    for index in range(1, nodes + 1):
-        name = f"node{index}"
-        home = path / "nodes" / name
-        home.mkdir(parents=True, exist_ok=True)
-        node_key = save_key(
-            home / "node_key.json",
-            generate_seed(suite),
-            name=name,
-            suite=suite,
-            password=None,
-            development=True,
-        )
-        create_safety_record(home)  # with the key: see node/safety.py
-        tls_key, tls_cert = issue_node_certificate(
-            ca_key, ca_cert, node_name=name, org_id=org_id, hosts=["127.0.0.1", "localhost"]
-        )
-        _write_private(home / "tls.key", tls_key)
-        (home / "tls.pem").write_bytes(tls_cert)
-        port = find_free_port()
-        save_config(
-            home / "config.toml", NodeConfig(name=name, channel=channel, api=ApiConfig(port=port))
-        )
-        validators.append(
-            ValidatorSpec(name=name, org=org_id, public_key=node_key.public_key.hex())
-        )
-        entries.append(NodeEntry(name, home, port))
+    created = [_create_node(path, f"node{i}", org, channel, crypto) for i in range(1, nodes + 1)]
     genesis = Genesis(
         protocol_version=PROTOCOL_VERSION,
         channel=channel,
         crypto=crypto,
         timestamp_ms=time.time_ns() // 1_000_000,
-        orgs=[OrgSpec(id=org_id, name="Organisation 1", ca_cert_pem=ca_cert.decode())],
-        validators=validators,
+        orgs=[OrgSpec(id=org.id, name="Organisation 1", ca_cert_pem=org.ca_cert.decode())],
+        validators=[validator for _, validator in created],
         members=[
             MemberSpec(
-                public_key=admin.public_key.hex(), org=org_id, roles=["admin", "issuer", "member"]
+                public_key=admin.public_key.hex(), org=org.id, roles=["admin", "issuer", "member"]
             )
         ],
         balances=[BalanceSpec(address=admin.address, amount=DEV_KEY_BALANCE)],
     )
     encoded = encode_genesis_json(genesis)
     (path / "genesis.json").write_bytes(encoded)
+    entries = [entry for entry, _ in created]
     for entry in entries:
         (entry.home / "genesis.json").write_bytes(encoded)
+    _save_network_file(path, channel, crypto, entries)
+    return load_network(path)
+
+
+@dataclass
+class _Org:
+    id: str
+    ca_key: bytes
+    ca_cert: bytes
+
+
+def _create_org(path: Path, org_id: str) -> _Org:
+    org_dir = path / "orgs" / org_id
+    org_dir.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = build_org_ca(org_id)
+    _write_private(org_dir / "ca.key", ca_key)
+    (org_dir / "ca.pem").write_bytes(ca_cert)
+    return _Org(org_id, ca_key, ca_cert)
+
+
+def _create_node(
+    path: Path, name: str, org: _Org, channel: str, crypto: str
+) -> tuple[NodeEntry, ValidatorSpec]:
+    """A node home: its key (with the safety record), TLS certificate and config."""
+    suite = get_suite(crypto)
+    home = path / "nodes" / name
+    home.mkdir(parents=True, exist_ok=True)
+    node_key = save_key(
+        home / "node_key.json",
+        generate_seed(suite),
+        name=name,
+        suite=suite,
+        password=None,
+        development=True,
+    )
+    create_safety_record(home)  # with the key: see node/safety.py
+    tls_key, tls_cert = issue_node_certificate(
+        org.ca_key, org.ca_cert, node_name=name, org_id=org.id, hosts=["127.0.0.1", "localhost"]
+    )
+    _write_private(home / "tls.key", tls_key)
+    (home / "tls.pem").write_bytes(tls_cert)
+    port = find_free_port()
+    config = NodeConfig(name=name, channel=channel, api=ApiConfig(port=port))
+    save_config(home / "config.toml", config)
+    validator = ValidatorSpec(name=name, org=org.id, public_key=node_key.public_key.hex())
+    return NodeEntry(name, home, port), validator
+
+
+def _save_network_file(path: Path, channel: str, crypto: str, entries: list[NodeEntry]) -> None:
     network = {
         "channel": channel,
         "crypto": crypto,
@@ -166,7 +185,6 @@ def init_network(
         ],
     }
     (path / NETWORK_FILE).write_text(tomli_w.dumps(network))
-    return load_network(path)
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -18,22 +18,20 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from taihang.crypto import get_suite
 from taihang.ledger.transaction import compute_address
-from taihang.sdk import keys
+from taihang.sdk import seed_ciphers
 from taihang.sdk.keys import (
     AD_DOMAIN,
-    CIPHER_SM4_CTR_HMAC,
-    CIPHER_SM4_GCM,
     PASSWORD_ENV,
     KeyFileCorrupted,
     KeyStore,
     KeyStoreError,
     ScryptParams,
     WrongPassword,
-    get_seed_ciphers,
     load_key,
     load_key_info,
     save_key,
 )
+from taihang.sdk.seed_ciphers import CIPHER_SM4_CTR_HMAC, CIPHER_SM4_GCM, get_seed_ciphers
 
 SM = get_suite("sm")
 FAST = ScryptParams(n=2**10, r=8, p=1)
@@ -74,13 +72,13 @@ def _no_password_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def without_sm4_gcm(monkeypatch: pytest.MonkeyPatch) -> None:
     """An installation whose `cryptography` cannot do SM4-GCM."""
-    monkeypatch.setattr(keys, "is_sm4_gcm_supported", lambda: False)
+    monkeypatch.setattr(seed_ciphers, "is_sm4_gcm_supported", lambda: False)
 
 
 def _save_sm(path: Path, *, force_ctr: bool, monkeypatch: pytest.MonkeyPatch) -> Path:
     with monkeypatch.context() as patch:
         if force_ctr:
-            patch.setattr(keys, "is_sm4_gcm_supported", lambda: False)
+            patch.setattr(seed_ciphers, "is_sm4_gcm_supported", lambda: False)
         save_key(path, SEED, name="alice", suite="sm", password=PASSWORD, scrypt=FAST)
     return path
 
@@ -132,7 +130,7 @@ def _associated_data(document: dict[str, Any]) -> bytes:
 
 def test_sm4_gcm_is_available_here() -> None:
     # The development machine's cryptography (OpenSSL 3) has it; the fallback is tested below.
-    assert keys.is_sm4_gcm_supported()
+    assert seed_ciphers.is_sm4_gcm_supported()
     assert get_seed_ciphers("sm")[0] == CIPHER_SM4_GCM
     assert get_seed_ciphers("ed25519") == ("aes-256-gcm",)
 
@@ -197,7 +195,7 @@ def test_load_key_reads_a_ctr_file_where_gcm_is_available(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _save_sm(tmp_path / "a.json", force_ctr=True, monkeypatch=monkeypatch)
-    assert keys.is_sm4_gcm_supported()
+    assert seed_ciphers.is_sm4_gcm_supported()
     assert load_key(path, PASSWORD).seed == SEED
 
 
@@ -296,7 +294,7 @@ def test_load_key_sm4_gcm_file_without_sm4_support_says_so(
         def SM4(key: bytes) -> Any:
             raise UnsupportedAlgorithm("SM4 is not supported by this backend")
 
-    monkeypatch.setattr(keys, "algorithms", NoSm4)
+    monkeypatch.setattr(seed_ciphers, "algorithms", NoSm4)
     with pytest.raises(KeyStoreError, match="sm4-gcm, which the installed cryptography"):
         load_key(path, PASSWORD)
 
@@ -309,8 +307,8 @@ def test_save_key_without_sm4_support_says_so(
         def SM4(key: bytes) -> Any:
             raise UnsupportedAlgorithm("SM4 is not supported by this backend")
 
-    monkeypatch.setattr(keys, "algorithms", NoSm4)
-    monkeypatch.setattr(keys, "is_sm4_gcm_supported", lambda: False)
+    monkeypatch.setattr(seed_ciphers, "algorithms", NoSm4)
+    monkeypatch.setattr(seed_ciphers, "is_sm4_gcm_supported", lambda: False)
     with pytest.raises(KeyStoreError, match="cannot encrypt with sm4-ctr"):
         save_key(tmp_path / "a.json", SEED, name="a", suite="sm", password=PASSWORD, scrypt=FAST)
     assert not (tmp_path / "a.json").exists()
