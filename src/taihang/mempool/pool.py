@@ -160,6 +160,10 @@ class Mempool:
         """The total encoded size of the pending transactions."""
         return self._bytes_total
 
+    def has_ready(self) -> bool:
+        """True when some sender's next nonce is pending, so `take` would return something."""
+        return len(self._ready) > self._ready_stale
+
     def __contains__(self, tx_id: object) -> bool:
         return tx_id in self._by_id
 

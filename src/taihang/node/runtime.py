@@ -248,7 +248,7 @@ class Node:
                     for stale in list(self._submit_times)[: SUBMIT_TIMES_MAX // 2]:
                         del self._submit_times[stale]
                 results.append(item.id)
-        if len(self.mempool):
+        if self.mempool.has_ready():
             self._tx_event.set()
         self.metrics.mempool_size(len(self.mempool))
         return results
@@ -277,7 +277,8 @@ class Node:
         last_ms = now_ms()
         while not self._stopping.is_set():
             idle_deadline = last_ms + block_cfg.idle_block_interval_ms
-            if not len(self.mempool):
+            # Only ready transactions make a block worth making early; gapped ones wait.
+            if not self.mempool.has_ready():
                 self._tx_event.clear()
                 timeout = max(0, idle_deadline - now_ms()) / 1000
                 with contextlib.suppress(TimeoutError):
@@ -350,6 +351,8 @@ class Node:
     def _on_executed(self, executed: ExecutedBlock) -> None:
         self._executed_height = executed.height
         self.mempool.mark_executed(executed.result.nonces)
+        if self.mempool.has_ready():
+            self._tx_event.set()  # execution may have made gapped transactions ready
         now = time.monotonic()
         latencies = []
         for tx in executed.txs:

@@ -402,3 +402,15 @@ def test_ready_queue_compacts_when_heads_leave_without_take(
         assert pool._ready_stale == stale
     taken = pool.take(10, 100_000, 10)
     assert taken == [make_tx(1, 0), *(make_tx(s, 0) for s in range(2, 7)), make_tx(1, 1)]
+
+
+def test_has_ready_is_false_while_only_gapped_transactions_wait() -> None:
+    pool = Mempool(MempoolLimits(txs_max=100, bytes_max=10**6, per_sender_max=10, nonce_gap_max=5))
+    assert not pool.has_ready()
+    gapped = make_tx(1, 2)
+    pool.add(gapped, account_nonce=0, next_height=1)
+    assert len(pool) == 1 and not pool.has_ready()
+    pool.add(make_tx(1, 0), account_nonce=0, next_height=1)
+    assert pool.has_ready()
+    assert [tx.nonce for tx in pool.take(10, 10**6, next_height=1)] == [0]
+    assert not pool.has_ready()  # nonce 1 is missing: nonce 2 waits
