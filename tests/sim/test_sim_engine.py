@@ -296,10 +296,13 @@ def test_cli_violation_exits_nonzero_with_the_replay_command() -> None:
     assert "replay: taihang sim --mode random --seed 5" in result.stderr
 
 
-def test_cli_rejects_byzantine_validators_for_now() -> None:
-    result = CliRunner().invoke(_cli_app(), ["sim", "--seeds", "1", "--byzantine", "1"])
+def test_cli_rejects_more_byzantine_validators_than_f() -> None:
+    result = CliRunner().invoke(_cli_app(), ["sim", "--seeds", "1", "--byzantine", "2"])
     assert result.exit_code == 2
-    assert "next issue" in result.stderr
+    assert "exceeds f = 1" in result.stderr
+    result = CliRunner().invoke(_cli_app(), ["sim", "--seeds", "2", "--byzantine", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["violations"] == 0
 
 
 def test_cli_trace_writes_the_flags_first(tmp_path: Path) -> None:

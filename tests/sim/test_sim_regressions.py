@@ -17,7 +17,7 @@ from taihang.sim.runner import SimOptions, build_replay_command, run_seed
 
 REGRESSIONS = Path(__file__).with_name("regressions.json")
 ENTRY_KEYS = {"seed", "nodes", "crypto", "found"}
-OPTIONAL_KEYS = {"without", "open", "fixed"}
+OPTIONAL_KEYS = {"without", "open", "fixed", "byzantine"}
 
 
 def load_regressions() -> list[dict[str, Any]]:
@@ -27,7 +27,10 @@ def load_regressions() -> list[dict[str, Any]]:
 
 def build_options(entry: dict[str, Any]) -> SimOptions:
     return SimOptions(
-        nodes=entry["nodes"], crypto=entry["crypto"], without=frozenset(entry.get("without", []))
+        nodes=entry["nodes"],
+        crypto=entry["crypto"],
+        byzantine=entry.get("byzantine", 0),
+        without=frozenset(entry.get("without", [])),
     )
 
 
@@ -39,7 +42,13 @@ def test_regressions_file_is_well_formed() -> None:
         assert ENTRY_KEYS <= set(entry) <= ENTRY_KEYS | OPTIONAL_KEYS, entry
         assert isinstance(entry["seed"], int) and entry["nodes"] in (4, 7, 10, 16), entry
         assert set(entry.get("without", [])) <= set(MASKABLE_KINDS), entry
-        key = (entry["seed"], entry["nodes"], entry["crypto"], tuple(entry.get("without", [])))
+        key = (
+            entry["seed"],
+            entry["nodes"],
+            entry["crypto"],
+            entry.get("byzantine", 0),
+            tuple(entry.get("without", [])),
+        )
         assert key not in keys, f"duplicate entry {entry}"
         keys.add(key)
 

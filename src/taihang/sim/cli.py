@@ -45,7 +45,7 @@ def sim(
     nodes: Annotated[
         int | None, typer.Option(min=1, help="Validators (default: from the seed, 4 or 7).")
     ] = None,
-    byzantine: Annotated[int, typer.Option(min=0, help="Byzantine validators (0 for now).")] = 0,
+    byzantine: Annotated[int, typer.Option(min=0, help="Byzantine validators, at most f.")] = 0,
     crypto: Annotated[str, typer.Option(help="Signatures: fake, ed25519 or sm.")] = "fake",
     trace: Annotated[
         Path | None, typer.Option(help="With --seed: write the event trace (JSON lines).")
@@ -100,10 +100,11 @@ def _validate_flags(
 ) -> None:
     if mode not in MODES:
         _fail(f"unknown mode {mode!r}; this version simulates: {', '.join(MODES)}")
-    if byzantine > 0:
+    fault_tolerance = ((nodes or 4) - 1) // 3  # without --nodes, n may be drawn as 4
+    if byzantine > fault_tolerance:
         _fail(
-            "Byzantine validators are not simulated yet: the next issue adds them "
-            "(the Byzantine behaviour table of the consensus spec); use --byzantine 0"
+            f"--byzantine {byzantine} exceeds f = {fault_tolerance}"
+            + ("" if nodes else " (n may be 4; pin --nodes 7 for 2)")
         )
     if (seeds is None) == (seed is None):
         _fail("give either --seeds N (a campaign) or --seed S (one seed)")

@@ -63,6 +63,7 @@ from taihang.consensus.messages import (
 )
 from taihang.errors import DecodeError, InvalidInput
 from taihang.ledger.block import compute_block_id
+from taihang.sim.byzantine import BYZANTINE_KINDS, REJECTED, ByzantineWrapper
 from taihang.sim.checkers import (
     LIVENESS_COMMITS_MIN,
     Progress,
@@ -129,6 +130,12 @@ class Simulation:
         self.heal_ms = plan.faulty_ms
         self.end_ms = plan.faulty_ms + healed_ms
         self.counts = dict.fromkeys(FAULT_KINDS, 0)
+        self.byzantine: ByzantineWrapper | None = None
+        if plan.byzantine:  # only then: the honest summaries and traces stay as they were
+            self.counts.update(dict.fromkeys(BYZANTINE_KINDS, 0))
+            record = None if trace is None else self._record_injection
+            self.byzantine = ByzantineWrapper(plan.byzantine, cluster, rng, self.counts, record)
+        self.honest = [i not in plan.byzantine_nodes for i in range(cluster.size)]
         self.network = SimNetwork(plan, rng, self.counts)
         self.monitor = SafetyMonitor()
         self.nodes = [
@@ -136,7 +143,9 @@ class Simulation:
             for i in range(cluster.size)
         ]
         self.index_of = {node.address: node.index for node in self.nodes}
-        self.live_nodes = [n for n in self.nodes if n.index not in plan.wiped_nodes]
+        self.live_nodes = [  # honest nodes that keep keys and disk: the liveness set
+            n for n in self.nodes if n.index not in plan.wiped_nodes and self.honest[n.index]
+        ]
         self.genesis_state_root = compute_genesis_state_root(cluster.suite)
         self.now_ms = SIM_START_MS
         self.healed = False
@@ -283,13 +292,20 @@ class Simulation:
     def _deliver(self, node: SimNode, sender: int, data: bytes) -> None:
         if not node.is_up:
             return  # lost with the node; its peers will retransmit or it will sync
+        honest_sender = self.honest[sender]
         try:
             message = decode_message(data)
         except DecodeError as exc:
+            if not honest_sender:
+                self._reject(node, sender)
+                return
             raise Violation("decode_error", f"from node {sender}: {exc}", node=node.index) from exc
         try:
             self.binding.verify_message(self.cluster, message)
         except InvalidInput as exc:
+            if not honest_sender:  # dropped before the core, as a node's verifier stage does
+                self._reject(node, sender)
+                return
             raise Violation(
                 "rejected_message",
                 f"node {node.index} rejected a {type(message).__name__} of node {sender}: {exc}",
@@ -299,10 +315,16 @@ class Simulation:
             raise Violation(
                 "core_exception", f"verifier: {type(exc).__name__}: {exc}", node=node.index
             ) from exc
+        if self.byzantine is not None and not self.honest[node.index]:
+            self.byzantine.observe(node.index, message)
         sender_address = self.nodes[sender].address
         self._step(
             node, MessageReceived(now_ms=self.now_ms, sender=sender_address, message=message)
         )
+
+    def _reject(self, node: SimNode, sender: int) -> None:
+        self.counts[REJECTED] += 1
+        self._record_fault(REJECTED, node.index, sender=sender)
 
     def _fire_timer(self, node: SimNode, token: tuple[int, int], timer: TimerId) -> None:
         incarnation, armed = token
@@ -336,12 +358,27 @@ class Simulation:
         self._send(node, Send(to=action.peer, message=request))
 
     def _transmit(self, node: SimNode, message: ConsensusMessage, targets: list[int]) -> None:
+        if self.byzantine is not None and not self.honest[node.index]:
+            self._transmit_byzantine(node, message, targets)
+            return
         self.monitor.check_outgoing(node.index, node.address, message, wiped=node.wiped)
         data = encode_message(message)
         elapsed_ms = self.elapsed_ms
         for target in targets:  # in index order, so the RNG draws happen in a fixed order
             for delay_ms in self.network.route(elapsed_ms, node.index, target):
                 self._schedule(delay_ms, _DELIVER, target, node.index, data)
+
+    def _transmit_byzantine(
+        self, node: SimNode, message: ConsensusMessage, targets: list[int]
+    ) -> None:
+        """A Byzantine node's send: the wrapper decides what leaves; no checks judge it."""
+        assert self.byzantine is not None
+        elapsed_ms = self.elapsed_ms
+        for sent, sent_targets in self.byzantine.mutate(node.index, message, targets):
+            data = encode_message(sent)
+            for target in sent_targets:
+                for delay_ms in self.network.route(elapsed_ms, node.index, target):
+                    self._schedule(delay_ms, _DELIVER, target, node.index, data)
 
     def _set_timer(self, node: SimNode, action: SetTimer) -> None:
         self._timer_tokens += 1
@@ -363,11 +400,15 @@ class Simulation:
         for block in action.blocks:
             height = block.header.height
             block_id = compute_block_id(suite, block.header)
-            self.monitor.check_commit(node.index, height, block_id)
+            honest = self.honest[node.index]
+            if honest:  # only honest nodes are judged
+                self.monitor.check_commit(node.index, height, block_id)
             if height <= disk.committed_height:
                 continue  # committed before (a restarted core may repeat it): agreement held
             parent_id = disk.ledger_ids[-1] if disk.ledger_ids else self.cluster.genesis_id
             if height != disk.committed_height + 1 or block.header.parent_id != parent_id:
+                if not honest:
+                    continue
                 raise Violation(
                     "commit_gap",
                     f"node {node.index} committed height {height} on a ledger at "
@@ -486,6 +527,9 @@ class Simulation:
                 "acts": [trace.describe_action(a) for a in actions],
             }
         )
+
+    def _record_injection(self, kind: str, index: int) -> None:
+        self._record_fault(kind, index)
 
     def _record_fault(self, kind: str, index: int, **fields: Any) -> None:
         if self.trace is not None:

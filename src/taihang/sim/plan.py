@@ -13,8 +13,10 @@ drop in {0, 1, 5, 20}%; duplicate in {0, 2, 10}%; reorder spikes (+0..200 ms) in
 0-3 partitions of 0.1-3 s, symmetric or one-way; 0-4 crash/restarts with disk, at an event
 boundary or between two actions of one step; and, in 30% of seeds, crashes that wipe the disk
 of 1 to f - byzantine nodes (f = (n-1)//3; such a node may not sign again: amnesia is
-Byzantine, so it counts against f). Half the restarts are "blinks" of at most 100 ms, which
-bring a node back inside the round it left, where forgotten safety data would bite.
+Byzantine, so it counts against f). With `byzantine > 0`, the Byzantine nodes (never wiped
+ones) and their behaviours are drawn last, so the rest of the plan is the same as without.
+Half the restarts are "blinks" of at most 100 ms, which bring a node back inside the round it
+left, where forgotten safety data would bite.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from typing import Any, Final
+
+from taihang.sim.byzantine import BEHAVIOURS, draw_byzantine
 
 NODES_CHOICES: Final = (4, 4, 7)
 LATENCY_MS_MAX_CHOICES: Final = (5, 20, 80)
@@ -65,6 +69,7 @@ MASKABLE_KINDS: Final = (
     "crash",
     "crash_mid_step",
     "wipe",
+    *BEHAVIOURS,  # a masked behaviour leaves its node Byzantine (unjudged) but quieter
 )
 
 
@@ -106,13 +111,19 @@ class FaultPlan:
     crashes: tuple[Crash, ...]
     faulty_ms: int
     txs_waiting: tuple[int, ...]  # per node: transactions its payload source starts with
+    # (node, its behaviours) per Byzantine node; empty unless `--byzantine K` with K > 0
+    byzantine: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+    @property
+    def byzantine_nodes(self) -> frozenset[int]:
+        return frozenset(node for node, _ in self.byzantine)
 
     @property
     def wiped_nodes(self) -> tuple[int, ...]:
         return tuple(sorted({c.node for c in self.crashes if c.wipe}))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        plan = {
             "nodes": self.nodes,
             "latency_ms_max": self.latency_ms_max,
             "drop": self.drop,
@@ -126,6 +137,9 @@ class FaultPlan:
             "faulty_ms": self.faulty_ms,
             "txs_waiting": list(self.txs_waiting),
         }
+        if self.byzantine:  # absent without Byzantine nodes: honest traces stay as they were
+            plan["byzantine"] = [[node, list(kinds)] for node, kinds in self.byzantine]
+        return plan
 
 
 def generate_plan(
@@ -140,8 +154,12 @@ def generate_plan(
     unknown = sorted(without - set(MASKABLE_KINDS))
     if unknown:
         raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(MASKABLE_KINDS)}")
+    if byzantine < 0:
+        raise ValueError("byzantine must be >= 0")
     drawn_nodes = rng.choice(NODES_CHOICES)  # drawn even when pinned, so pinning the n a seed
     n = drawn_nodes if nodes is None else nodes  # drew replays that seed's plan exactly
+    if byzantine > (n - 1) // 3:
+        raise ValueError(f"{byzantine} Byzantine nodes exceed f = {(n - 1) // 3} at n = {n}")
     latency_ms_max = rng.choice(LATENCY_MS_MAX_CHOICES)
     drop = rng.choice(DROP_CHOICES)
     duplicate = rng.choice(DUPLICATE_CHOICES)
@@ -161,6 +179,9 @@ def generate_plan(
                 )
             )
     txs_waiting = tuple(rng.choice(TXS_WAITING_CHOICES) for _ in range(n))
+    wiped_nodes = tuple(sorted({c.node for c in crashes if c.wipe}))
+    chosen = draw_byzantine(rng, n, byzantine, wiped_nodes) if byzantine else ()  # drawn last
+    chosen = tuple((node, tuple(k for k in kinds if k not in without)) for node, kinds in chosen)
     return FaultPlan(
         nodes=n,
         latency_ms_max=latency_ms_max,
@@ -171,6 +192,7 @@ def generate_plan(
         crashes=tuple(_mask_crash(c, without) for c in crashes if not _is_masked_crash(c, without)),
         faulty_ms=faulty_ms,
         txs_waiting=txs_waiting,
+        byzantine=chosen,
     )
 
 

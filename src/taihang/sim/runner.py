@@ -84,8 +84,6 @@ class SeedResult:
 
 def run_seed(seed: int, options: SimOptions, sink: TraceSink | None = None) -> SeedResult:
     """Run one seed; `sink` receives the trace (first line: the flags, second: the plan)."""
-    if options.byzantine:
-        raise ValueError("Byzantine validators are not simulated yet; use byzantine=0")
     started = time.perf_counter()
     rng = random.Random(seed)
     plan = generate_plan(

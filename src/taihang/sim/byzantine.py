@@ -1,0 +1,259 @@
+"""Byzantine validators: wrappers around a node's outbound messages.
+
+Theory of operation: a Byzantine node runs the real, unmodified core; only what it *sends* is
+tampered with. `ByzantineWrapper.mutate` takes one message the core asked to send and the peers
+it goes to, and returns the messages that actually leave, each with its targets. Messages a node
+sends to itself are passed through untouched (the wrapper sits on the network side). The
+wrapper holds the node's key, so it can sign conflicting or out-of-place messages that verify.
+
+Behaviours (each Byzantine node draws one or two with the plan; the summary counts each by
+name, per injected message):
+
+* `equivocate`: as leader, a second block with another payload, signed with the node's key,
+  goes to half of the peers and the core's block to the other half;
+* `withhold`: the node's own votes and timeouts are dropped;
+* `invalid_signatures`: half of the node's signed messages leave with a corrupted signature;
+* `replay`: old messages (sent or received) go again to random peers, some votes re-signed
+  for another channel id;
+* `future_spam`: validly signed votes and timeouts with round + 10**6, the timeouts carrying a
+  bogus high QC.
+
+Honest receivers drop (and the engine counts as `rejected`) whatever fails decoding or
+verification; everything else reaches their cores, which must cope. All randomness comes from
+the run's RNG, so a Byzantine seed replays bit for bit.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Final
+
+import msgspec
+
+from taihang.consensus.messages import (
+    ConsensusMessage,
+    Proposal,
+    SyncInfo,
+    TimeoutMsg,
+    TimeoutSign,
+    Vote,
+    compute_proposal_message,
+    compute_timeout_message,
+)
+from taihang.ledger.block import (
+    QuorumCert,
+    VoteData,
+    compute_block_id,
+    compute_tx_root,
+    compute_vote_message,
+)
+from taihang.sim.cluster import Cluster
+
+BEHAVIOURS: Final = ("equivocate", "withhold", "invalid_signatures", "replay", "future_spam")
+REJECTED: Final = "rejected"  # messages from Byzantine senders that honest receivers dropped
+BYZANTINE_KINDS: Final = (*BEHAVIOURS, REJECTED)
+CORRUPT_PROBABILITY: Final = 0.5
+REPLAY_PROBABILITY: Final = 0.25
+RESIGN_PROBABILITY: Final = 0.3  # of replays: a vote re-signed for another channel id
+SPAM_PROBABILITY: Final = 0.1
+FUTURE_ROUNDS: Final = 10**6
+HISTORY_MAX: Final = 64
+OTHER_CHANNEL: Final = "sim-other"
+
+Outbound = list[tuple[ConsensusMessage, list[int]]]
+
+
+def draw_byzantine(
+    rng: random.Random, nodes: int, count: int, wiped: tuple[int, ...]
+) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """`count` Byzantine nodes (not wiped ones), each with one or two behaviours."""
+    candidates = [i for i in range(nodes) if i not in wiped]
+    chosen = sorted(rng.sample(candidates, count))
+    return tuple(
+        (node, tuple(sorted(rng.sample(BEHAVIOURS, rng.randint(1, 2))))) for node in chosen
+    )
+
+
+def _author(message: ConsensusMessage) -> str | None:
+    if isinstance(message, (Vote, TimeoutMsg)):
+        return message.author
+    if isinstance(message, Proposal):
+        return message.block.header.proposer
+    return None
+
+
+def _round(message: ConsensusMessage) -> int:
+    if isinstance(message, Vote):
+        return message.vote_data.round
+    if isinstance(message, TimeoutMsg):
+        return message.timeout.round
+    if isinstance(message, Proposal):
+        return message.block.header.round
+    return 0
+
+
+def _corrupt(message: ConsensusMessage) -> ConsensusMessage:
+    """The same message with its signature's first byte flipped."""
+    assert isinstance(message, (Vote, TimeoutMsg, Proposal))
+    signature = message.signature
+    bad = bytes([signature[0] ^ 0xFF]) + signature[1:] if signature else b"\x00"
+    return msgspec.structs.replace(message, signature=bad)
+
+
+class ByzantineWrapper:
+    """The outbound tampering of every Byzantine node of one run."""
+
+    def __init__(
+        self,
+        byzantine: tuple[tuple[int, tuple[str, ...]], ...],
+        cluster: Cluster,
+        rng: random.Random,
+        counts: dict[str, int],
+        record: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.behaviours = {node: frozenset(kinds) for node, kinds in byzantine}
+        self._cluster = cluster
+        self._rng = rng
+        self._counts = counts
+        self._record = record  # the trace's fault line, one per injected fault
+        self._history: dict[int, list[ConsensusMessage]] = {node: [] for node, _ in byzantine}
+        self._rounds = dict.fromkeys(self.behaviours, 0)
+        self._forged = 0
+
+    def is_byzantine(self, node: int) -> bool:
+        return node in self.behaviours
+
+    def observe(self, node: int, message: ConsensusMessage) -> None:
+        """Remember a message `node` received or sent (material for replays)."""
+        history = self._history[node]
+        history.append(message)
+        if len(history) > HISTORY_MAX:
+            del history[0]
+        self._rounds[node] = max(self._rounds[node], _round(message))
+
+    def mutate(self, node: int, message: ConsensusMessage, targets: list[int]) -> Outbound:
+        """What actually leaves when `node`'s core sends `message` to `targets`."""
+        behaviours = self.behaviours[node]
+        own = [t for t in targets if t == node]
+        peers = [t for t in targets if t != node]
+        out: Outbound = [(message, own)] if own else []
+        if peers:
+            out += self._tamper(node, behaviours, message, peers)
+            if "replay" in behaviours:
+                out += self._replay(node)
+            if "future_spam" in behaviours:
+                out += self._future_spam(node)
+        self.observe(node, message)
+        return out
+
+    # --- behaviours ---------------------------------------------------------------------
+    def _tamper(
+        self, node: int, behaviours: frozenset[str], message: ConsensusMessage, peers: list[int]
+    ) -> Outbound:
+        mine = _author(message) == self._cluster.address(node)
+        if not mine:
+            return [(message, peers)]
+        if "withhold" in behaviours and isinstance(message, (Vote, TimeoutMsg)):
+            self._count("withhold", node)
+            return []
+        out: Outbound = [(message, peers)]
+        if "equivocate" in behaviours and isinstance(message, Proposal) and len(peers) >= 2:
+            shuffled = list(peers)
+            self._rng.shuffle(shuffled)
+            half = len(shuffled) // 2
+            out = [
+                (message, sorted(shuffled[:half])),
+                (self._conflict(node, message), sorted(shuffled[half:])),
+            ]
+            self._count("equivocate", node)
+        if "invalid_signatures" in behaviours:
+            out = [(self._maybe_corrupt(node, m), t) for m, t in out]
+        return out
+
+    def _maybe_corrupt(self, node: int, message: ConsensusMessage) -> ConsensusMessage:
+        if self._rng.random() >= CORRUPT_PROBABILITY:
+            return message
+        self._count("invalid_signatures", node)
+        return _corrupt(message)
+
+    def _conflict(self, node: int, proposal: Proposal) -> Proposal:
+        """A second valid block for the same round and parent, with another payload."""
+        suite = self._cluster.suite
+        self._forged += 1
+        transactions = [f"byz/{node}/{self._forged}".encode()]
+        header = msgspec.structs.replace(
+            proposal.block.header, tx_root=compute_tx_root(suite, transactions)
+        )
+        block = msgspec.structs.replace(proposal.block, header=header, transactions=transactions)
+        block_id = compute_block_id(suite, header)
+        signature = self._sign(node, compute_proposal_message(block_id))
+        return Proposal(block=block, signature=signature, sync=proposal.sync)
+
+    def _replay(self, node: int) -> Outbound:
+        history = self._history[node]
+        rng = self._rng
+        if not history or rng.random() >= REPLAY_PROBABILITY:
+            return []
+        old = history[rng.randrange(len(history))]
+        target = self._random_peer(node)
+        if isinstance(old, Vote) and rng.random() < RESIGN_PROBABILITY:
+            data = msgspec.structs.replace(old.vote_data, channel=OTHER_CHANNEL)
+            old = self._signed_vote(node, data)
+        self._count("replay", node)
+        return [(old, [target])]
+
+    def _future_spam(self, node: int) -> Outbound:
+        rng = self._rng
+        if rng.random() >= SPAM_PROBABILITY:
+            return []
+        round_ = self._rounds[node] + FUTURE_ROUNDS
+        suite = self._cluster.suite
+        data = VoteData(
+            channel=self._cluster.channel,
+            epoch=0,
+            round=round_,
+            block_id=suite.hash(f"future/{node}/{round_}".encode()),
+            height=round_,
+            parent_id=suite.hash(b"future-parent"),
+            parent_round=round_ - 1,
+        )
+        self._count("future_spam", node)
+        if rng.random() < 0.5:
+            return [(self._signed_vote(node, data), [self._random_peer(node)])]
+        return [(self._bogus_timeout(node, data), [self._random_peer(node)])]
+
+    def _bogus_timeout(self, node: int, data: VoteData) -> TimeoutMsg:
+        """A validly signed far-future timeout whose high QC has garbage signatures."""
+        nodes = self._cluster.size
+        bogus_qc = QuorumCert(
+            vote_data=data,
+            signers=bytes([0xFF] * ((nodes + 7) // 8)),
+            signatures=[bytes(32)] * nodes,
+        )
+        timeout = TimeoutSign(
+            channel=self._cluster.channel, epoch=0, round=data.round + 1, hqc_round=data.round
+        )
+        signature = self._sign(node, compute_timeout_message(timeout))
+        address = self._cluster.address(node)
+        sync = SyncInfo(highest_qc=bogus_qc, highest_tc=None, highest_commit=None)
+        return TimeoutMsg(
+            timeout=timeout, high_qc=bogus_qc, author=address, signature=signature, sync=sync
+        )
+
+    # --- helpers --------------------------------------------------------------------------
+    def _count(self, kind: str, node: int) -> None:
+        self._counts[kind] += 1
+        if self._record is not None:
+            self._record(kind, node)
+
+    def _signed_vote(self, node: int, data: VoteData) -> Vote:
+        signature = self._sign(node, compute_vote_message(data))
+        return Vote(vote_data=data, author=self._cluster.address(node), signature=signature)
+
+    def _sign(self, node: int, message: bytes) -> bytes:
+        return self._cluster.suite.sign(self._cluster.key_seeds[node], message)
+
+    def _random_peer(self, node: int) -> int:
+        peer = self._rng.randrange(self._cluster.size - 1)
+        return peer + 1 if peer >= node else peer
