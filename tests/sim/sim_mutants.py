@@ -6,18 +6,25 @@ safety rule from the outside, the way a plausible bug would:
 * `SkipPersistBinding`: the driver never writes SafetyData (the no-fsync bug of
   gravity-sdk#743, aptos-core#18298): after a crash the node forgets its votes;
 * `NonConsecutiveCommitBinding`: the 2-chain rule without the consecutive-rounds condition
-  (relab/hotstuff#249): every QC is taken for a commit proof.
+  (relab/hotstuff#249): every QC is taken for a commit proof;
+* `IgnoreTcHqcBinding`: the vote rule without rule 3's second clause, so a block justified by
+  a TC is voted for even when its QC is below the TC's highest hqc_round.
 
-The third mutation of the spec, "vote ignoring the TC's hqc", needs a Byzantine proposer to
-show (honest leaders always extend their highest QC), so it comes with the Byzantine issue.
+The last two need Byzantine proposers to show (honest leaders always extend their highest QC):
+`test_sim_mutants` runs them with `--byzantine 1`.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import msgspec
+
 from taihang.consensus.core import ConsensusCore
 from taihang.consensus.events import Action, Event, PersistSafetyData
-from taihang.consensus.messages import ConsensusMessage
-from taihang.ledger.block import QuorumCert
+from taihang.consensus.messages import ConsensusMessage, SafetyData, Vote
+from taihang.consensus.safety import SigningGuard
+from taihang.ledger.block import BlockHeader, QuorumCert, TimeoutCert
 from taihang.sim.cluster import Cluster, SimTiming
 from taihang.sim.jolteon import JolteonBinding
 from taihang.sim.node import SimDisk, SimPayload
@@ -34,6 +41,8 @@ class _ForgetfulCore:
 
 
 class SkipPersistBinding:
+    two_chain_commits: ClassVar[bool] = True
+
     def __init__(self) -> None:
         self._binding = JolteonBinding()
 
@@ -78,4 +87,33 @@ class NonConsecutiveCommitBinding(JolteonBinding):
     ) -> ConsensusCore:
         core = super().build_core(cluster, node, disk, payload)
         core.__class__ = _EagerCommitCore  # same state, one rule changed
+        return core
+
+
+class _TcBlindGuard(SigningGuard):
+    """Rule 3 without its second clause: the TC's hqc_rounds are read as no higher than the QC."""
+
+    __slots__ = ()
+
+    def sign_vote(
+        self, block_header: BlockHeader, block_id: bytes, tc: TimeoutCert | None
+    ) -> tuple[Vote, SafetyData]:
+        if tc is not None and tc is block_header.tc:
+            qc_round = block_header.qc.vote_data.round
+            entries = [
+                msgspec.structs.replace(entry, hqc_round=min(entry.hqc_round, qc_round))
+                for entry in tc.entries
+            ]
+            tc = msgspec.structs.replace(tc, entries=entries)
+            block_header = msgspec.structs.replace(block_header, tc=tc)
+        return super().sign_vote(block_header, block_id, tc)
+
+
+class IgnoreTcHqcBinding(JolteonBinding):
+    def build_core(
+        self, cluster: Cluster, node: int, disk: SimDisk, payload: SimPayload
+    ) -> ConsensusCore:
+        core = super().build_core(cluster, node, disk, payload)
+        if core.guard is not None:
+            core.guard.__class__ = _TcBlindGuard  # same state, one clause of rule 3 dropped
         return core

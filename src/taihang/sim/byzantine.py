@@ -16,7 +16,13 @@ name, per injected message):
 * `replay`: old messages (sent or received) go again to random peers, some votes re-signed
   for another channel id;
 * `future_spam`: validly signed votes and timeouts with round + 10**6, the timeouts carrying a
-  bogus high QC.
+  bogus high QC;
+* `stale_proposal`: as leader after a TC, the core's block is replaced by a well-signed block
+  re-justified with a QC older than the TC's highest hqc_round (one of the three highest such
+  QCs whose block the node saw), sent with the node's own vote for it; honest voters must
+  refuse it by rule 3;
+* `clock_skew`: the node's own proposals leave with their timestamp moved by U[-500, +500] ms
+  and re-signed; honest nodes hold, refuse or accept them by the timestamp rule.
 
 Honest receivers drop (and the engine counts as `rejected`) whatever fails decoding or
 verification; everything else reaches their cores, which must cope. All randomness comes from
@@ -32,6 +38,7 @@ from typing import Final
 import msgspec
 
 from taihang.consensus.messages import (
+    BlockResponse,
     ConsensusMessage,
     Proposal,
     SyncInfo,
@@ -42,6 +49,8 @@ from taihang.consensus.messages import (
     compute_timeout_message,
 )
 from taihang.ledger.block import (
+    Block,
+    BlockHeader,
     QuorumCert,
     VoteData,
     compute_block_id,
@@ -50,7 +59,15 @@ from taihang.ledger.block import (
 )
 from taihang.sim.cluster import Cluster
 
-BEHAVIOURS: Final = ("equivocate", "withhold", "invalid_signatures", "replay", "future_spam")
+BEHAVIOURS: Final = (
+    "equivocate",
+    "withhold",
+    "invalid_signatures",
+    "replay",
+    "future_spam",
+    "stale_proposal",
+    "clock_skew",
+)
 REJECTED: Final = "rejected"  # messages from Byzantine senders that honest receivers dropped
 BYZANTINE_KINDS: Final = (*BEHAVIOURS, REJECTED)
 CORRUPT_PROBABILITY: Final = 0.5
@@ -60,6 +77,9 @@ SPAM_PROBABILITY: Final = 0.1
 FUTURE_ROUNDS: Final = 10**6
 HISTORY_MAX: Final = 64
 OTHER_CHANNEL: Final = "sim-other"
+CLOCK_SKEW_MS: Final = 500  # the spec's clock skew: +-500 ms on the proposer's timestamps
+STALE_CHOICES: Final = 3  # a stale proposal extends one of the 3 highest QCs below the bound
+KNOWN_MAX: Final = 256  # blocks (and their QCs) a stale proposer remembers
 
 Outbound = list[tuple[ConsensusMessage, list[int]]]
 
@@ -120,6 +140,9 @@ class ByzantineWrapper:
         self._history: dict[int, list[ConsensusMessage]] = {node: [] for node, _ in byzantine}
         self._rounds = dict.fromkeys(self.behaviours, 0)
         self._forged = 0
+        stale = [node for node, kinds in byzantine if "stale_proposal" in kinds]
+        self._blocks: dict[int, dict[bytes, Block]] = {node: {} for node in stale}
+        self._qcs: dict[int, dict[bytes, QuorumCert]] = {node: {} for node in stale}
 
     def is_byzantine(self, node: int) -> bool:
         return node in self.behaviours
@@ -131,6 +154,8 @@ class ByzantineWrapper:
         if len(history) > HISTORY_MAX:
             del history[0]
         self._rounds[node] = max(self._rounds[node], _round(message))
+        if node in self._blocks:
+            self._learn(node, message)
 
     def mutate(self, node: int, message: ConsensusMessage, targets: list[int]) -> Outbound:
         """What actually leaves when `node`'s core sends `message` to `targets`."""
@@ -157,6 +182,9 @@ class ByzantineWrapper:
         if "withhold" in behaviours and isinstance(message, (Vote, TimeoutMsg)):
             self._count("withhold", node)
             return []
+        own_vote: Outbound = []
+        if isinstance(message, Proposal):
+            message, own_vote = self._reshape_proposal(node, behaviours, message, peers)
         out: Outbound = [(message, peers)]
         if "equivocate" in behaviours and isinstance(message, Proposal) and len(peers) >= 2:
             shuffled = list(peers)
@@ -169,7 +197,93 @@ class ByzantineWrapper:
             self._count("equivocate", node)
         if "invalid_signatures" in behaviours:
             out = [(self._maybe_corrupt(node, m), t) for m, t in out]
-        return out
+        return out + own_vote
+
+    def _reshape_proposal(
+        self, node: int, behaviours: frozenset[str], proposal: Proposal, peers: list[int]
+    ) -> tuple[Proposal, Outbound]:
+        """The stale re-justification and the timestamp skew of the node's own proposal.
+
+        A stale block also comes with the node's own vote for it (its core voted for the block
+        it built), so that honest votes for it can complete a QC.
+        """
+        header = proposal.block.header
+        stale = None
+        if "stale_proposal" in behaviours:
+            stale = self._find_stale_header(node, header)
+        if stale is not None:
+            header = stale
+            self._count("stale_proposal", node)
+        if "clock_skew" in behaviours:
+            skew_ms = self._rng.randint(-CLOCK_SKEW_MS, CLOCK_SKEW_MS)
+            header = msgspec.structs.replace(header, timestamp_ms=header.timestamp_ms + skew_ms)
+            self._count("clock_skew", node)
+        if header is proposal.block.header:
+            return proposal, []
+        block = msgspec.structs.replace(proposal.block, header=header)
+        block_id = self._block_id(block)
+        signature = self._sign(node, compute_proposal_message(block_id))
+        reshaped = Proposal(block=block, signature=signature, sync=proposal.sync)
+        if stale is None:
+            return reshaped, []
+        data = VoteData(
+            channel=header.channel,
+            epoch=header.epoch,
+            round=header.round,
+            block_id=block_id,
+            height=header.height,
+            parent_id=header.parent_id,
+            parent_round=header.qc.vote_data.round,
+        )
+        return reshaped, [(self._signed_vote(node, data), peers)]
+
+    def _find_stale_header(self, node: int, header: BlockHeader) -> BlockHeader | None:
+        """The header re-justified by a QC below the TC's highest hqc_round, if one is known."""
+        tc = header.tc
+        if tc is None or not tc.entries:
+            return None
+        bound = max(entry.hqc_round for entry in tc.entries)
+        blocks = self._blocks[node]
+        older = sorted(
+            (qc for block_id, qc in self._qcs[node].items() if block_id in blocks),
+            key=lambda qc: qc.vote_data.round,
+        )
+        older = [qc for qc in older if qc.vote_data.round < bound][-STALE_CHOICES:]
+        if not older:
+            return None
+        qc = older[self._rng.randrange(len(older))]
+        parent = blocks[qc.vote_data.block_id].header
+        return msgspec.structs.replace(
+            header,
+            qc=qc,
+            parent_id=qc.vote_data.block_id,
+            height=qc.vote_data.height + 1,
+            timestamp_ms=max(header.timestamp_ms, parent.timestamp_ms + 1),
+            exec_root=parent.exec_root,
+        )
+
+    def _learn(self, node: int, message: ConsensusMessage) -> None:
+        """Keep the blocks and QCs a stale proposer may re-justify a block with."""
+        qcs = self._qcs[node]
+        if isinstance(message, Proposal):
+            self._keep_block(node, message.block)
+            qcs[message.block.header.qc.vote_data.block_id] = message.block.header.qc
+            qcs[message.sync.highest_qc.vote_data.block_id] = message.sync.highest_qc
+        elif isinstance(message, TimeoutMsg):
+            qcs[message.high_qc.vote_data.block_id] = message.high_qc
+        elif isinstance(message, BlockResponse):
+            for block, qc in zip(message.blocks, message.qcs, strict=False):
+                self._keep_block(node, block)
+                qcs[qc.vote_data.block_id] = qc
+        for known in (self._blocks[node], qcs):
+            while len(known) > KNOWN_MAX:
+                del known[next(iter(known))]
+
+    def _keep_block(self, node: int, block: Block) -> None:
+        self._blocks[node][self._block_id(block)] = block
+
+    def _block_id(self, block: Block) -> bytes:
+        return compute_block_id(self._cluster.suite, block.header)
 
     def _maybe_corrupt(self, node: int, message: ConsensusMessage) -> ConsensusMessage:
         if self._rng.random() >= CORRUPT_PROBABILITY:

@@ -8,6 +8,11 @@ caused it, with the simulated time and the node in the report.
   h, on any node and in any life of it, must name the same id. As each ledger is a chain of
   consecutive heights (checked too: a commit must continue the node's ledger from its tip),
   this is pairwise prefix agreement of all ledgers at O(1) per commit.
+* The commit rule, judged from each honest `Commit`: its proof must be a QC on a block that
+  directly follows the last block committed (parent_id is that block, parent_round + 1 ==
+  round: the 2-chain rule with consecutive rounds), else `commit_without_2chain`. A commit on a
+  non-consecutive 2-chain may never meet a conflicting branch in 300 seeds, so agreement
+  alone would miss the bug (relab/hotstuff#249).
 * No double vote: two different `VoteData` authored by one validator for one round. Re-sending
   the identical vote is allowed (the spec asks for it after a restart).
 * The signing rules, judged from what each validator signed across all lives of its node
@@ -17,6 +22,10 @@ caused it, with the simulated time and the node in the report.
   the author signed in, and its QC must be at least as high as the highest QC round in a block
   the author voted for (`one_chain_round`, the implicit lock). These are the spec's MUST rules,
   so a broken or skipped `PersistSafetyData` shows up as soon as a restart makes a node forget.
+* Rule 3, judged from the wire: the engine shows the monitor every proposal justified by a TC
+  (`observe_proposal`, any sender); a vote for such a block whose QC round is below the TC's
+  highest hqc_round is `vote_breaks_rule_3` (the spec's "honest nodes refuse" for stale
+  proposals; a block never seen on the wire is not judged).
 * A wiped node (its safety data lost) signs nothing: no vote, timeout or proposal of its own.
 * Core assertions and other exceptions out of `handle`, decode failures of messages a core
   produced, and verifier rejections of them are violations too (raised by the engine); with
@@ -28,19 +37,23 @@ have committed at least `LIVENESS_COMMITS_MIN` blocks after healing.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from taihang.consensus.messages import ConsensusMessage, Proposal, TimeoutMsg, TimeoutSign, Vote
-from taihang.ledger.block import VoteData
+from taihang.ledger.block import BlockHeader, QuorumCert, VoteData
 
 LIVENESS_COMMITS_MIN: Final = 3
+TC_BLOCKS_MAX: Final = 1_024  # TC-justified blocks remembered for the rule-3 check
 VIOLATION_KINDS: Final = (
     "agreement",
     "commit_gap",
+    "commit_without_2chain",
     "double_vote",
     "vote_after_timeout",
     "vote_round_regression",
+    "vote_breaks_rule_3",
     "timeout_round_regression",
     "timeout_below_lock",
     "wiped_node_signed",
@@ -94,11 +107,22 @@ class SignerRecord:
 
 
 class SafetyMonitor:
-    __slots__ = ("_committed", "_signers")
+    __slots__ = ("_committed", "_signers", "_tc_bounds")
 
     def __init__(self) -> None:
         self._committed: dict[int, bytes] = {}
         self._signers: dict[str, SignerRecord] = {}
+        # block id -> the highest hqc_round of its TC, for blocks whose round skips their QC's
+        self._tc_bounds: OrderedDict[bytes, int] = OrderedDict()
+
+    def observe_proposal(self, block_id: bytes, header: BlockHeader) -> None:
+        """Remember the rule-3 bound of a block on the wire that a TC justifies."""
+        tc = header.tc
+        if tc is None or not tc.entries or header.round == header.qc.vote_data.round + 1:
+            return
+        self._tc_bounds[block_id] = max(entry.hqc_round for entry in tc.entries)
+        if len(self._tc_bounds) > TC_BLOCKS_MAX:
+            self._tc_bounds.popitem(last=False)
 
     def check_commit(self, node: int, height: int, block_id: bytes) -> None:
         known = self._committed.setdefault(height, block_id)
@@ -137,6 +161,17 @@ class SafetyMonitor:
             record = self._signers[author] = SignerRecord()
         return record
 
+    def check_commit_proof(self, node: int, head_id: bytes, proof: QuorumCert) -> None:
+        """The commit of `head_id` must be proven by a QC on a child of the next round."""
+        data = proof.vote_data
+        if data.parent_id != head_id or data.parent_round + 1 != data.round:
+            raise Violation(
+                "commit_without_2chain",
+                f"node {node} committed {head_id.hex()[:16]} on a QC of round {data.round} "
+                f"for a child of {data.parent_id.hex()[:16]} (round {data.parent_round})",
+                node=node,
+            )
+
     def _check_vote(self, node: int, signer: SignerRecord, author: str, data: VoteData) -> None:
         first = signer.votes.get(data.round)
         if first is not None:
@@ -160,6 +195,14 @@ class SafetyMonitor:
                 "vote_round_regression",
                 f"{author} voted in round {data.round} after voting in round "
                 f"{signer.vote_round_max} (rule 2)",
+                node=node,
+            )
+        bound = self._tc_bounds.get(data.block_id)
+        if bound is not None and data.parent_round < bound:
+            raise Violation(
+                "vote_breaks_rule_3",
+                f"{author} voted in round {data.round} for a block whose QC round "
+                f"{data.parent_round} is below its TC's highest hqc_round {bound}",
                 node=node,
             )
         signer.votes[data.round] = data

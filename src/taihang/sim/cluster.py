@@ -165,7 +165,11 @@ class Core(Protocol):
 
 
 class ConsensusBinding(Protocol):
-    """How the simulator builds, feeds and sizes a consensus implementation."""
+    """How the simulator builds, feeds and sizes a consensus implementation.
+
+    A binding whose cores commit by the 2-chain rule may also set `two_chain_commits = True`
+    (read with a default of False): the monitor then checks the proof of every honest commit.
+    """
 
     def compute_round_timeout_max_ms(self, timing: SimTiming) -> int:
         """The longest timer the pacemaker can arm for a round (backoff cap, leader factor)."""

@@ -58,6 +58,7 @@ from taihang.consensus.events import (
 from taihang.consensus.messages import (
     BlockRequest,
     ConsensusMessage,
+    Proposal,
     decode_message,
     encode_message,
 )
@@ -124,6 +125,7 @@ class Simulation:
         self.cluster = cluster
         self.plan = plan
         self.binding = binding
+        self.two_chain_commits = bool(getattr(binding, "two_chain_commits", False))
         self.rng = rng
         self.trace = trace
         self.early_stop = early_stop
@@ -361,6 +363,7 @@ class Simulation:
         if self.byzantine is not None and not self.honest[node.index]:
             self._transmit_byzantine(node, message, targets)
             return
+        self._observe_proposal(message)
         self.monitor.check_outgoing(node.index, node.address, message, wiped=node.wiped)
         data = encode_message(message)
         elapsed_ms = self.elapsed_ms
@@ -375,10 +378,17 @@ class Simulation:
         assert self.byzantine is not None
         elapsed_ms = self.elapsed_ms
         for sent, sent_targets in self.byzantine.mutate(node.index, message, targets):
+            self._observe_proposal(sent)
             data = encode_message(sent)
             for target in sent_targets:
                 for delay_ms in self.network.route(elapsed_ms, node.index, target):
                     self._schedule(delay_ms, _DELIVER, target, node.index, data)
+
+    def _observe_proposal(self, message: ConsensusMessage) -> None:
+        """Show the monitor a TC-justified proposal, for the rule-3 check of votes for it."""
+        if isinstance(message, Proposal) and message.block.header.tc is not None:
+            header = message.block.header
+            self.monitor.observe_proposal(compute_block_id(self.cluster.suite, header), header)
 
     def _set_timer(self, node: SimNode, action: SetTimer) -> None:
         self._timer_tokens += 1
@@ -417,6 +427,9 @@ class Simulation:
                 )
             disk.ledger.append(block)
             disk.ledger_ids.append(block_id)
+        if self.two_chain_commits and self.honest[node.index] and action.blocks:
+            head_id = compute_block_id(suite, action.blocks[-1].header)
+            self.monitor.check_commit_proof(node.index, head_id, action.proof)
         disk.commit_proof = action.proof
         self._schedule_execution(node)
         if self.healed and self.early_stop and self._is_live():

@@ -16,6 +16,8 @@ core is built, so the core runs unmodified, exactly as a node would build it:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from taihang.consensus.config import ConsensusConfig
 from taihang.consensus.core import ConsensusCore, RecoveredState
 from taihang.consensus.messages import ConsensusMessage
@@ -74,6 +76,8 @@ def build_recovered_state(disk: SimDisk, genesis_id: bytes) -> RecoveredState | 
 
 class JolteonBinding:
     """`ConsensusBinding` for `ConsensusCore`; one instance per run."""
+
+    two_chain_commits: ClassVar[bool] = True  # the monitor checks each commit's 2-chain proof
 
     def __init__(self) -> None:
         self._cluster: Cluster | None = None
