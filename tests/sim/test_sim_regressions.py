@@ -17,7 +17,7 @@ from taihang.sim.runner import SimOptions, build_replay_command, run_seed
 
 REGRESSIONS = Path(__file__).with_name("regressions.json")
 ENTRY_KEYS = {"seed", "nodes", "crypto", "found"}
-OPTIONAL_KEYS = {"without", "open", "fixed", "byzantine"}
+OPTIONAL_KEYS = {"without", "open", "fixed", "byzantine", "mode"}
 
 
 def load_regressions() -> list[dict[str, Any]]:
@@ -31,6 +31,7 @@ def build_options(entry: dict[str, Any]) -> SimOptions:
         crypto=entry["crypto"],
         byzantine=entry.get("byzantine", 0),
         without=frozenset(entry.get("without", [])),
+        mode=entry.get("mode", "random"),
     )
 
 
@@ -42,12 +43,14 @@ def test_regressions_file_is_well_formed() -> None:
         assert ENTRY_KEYS <= set(entry) <= ENTRY_KEYS | OPTIONAL_KEYS, entry
         assert isinstance(entry["seed"], int) and entry["nodes"] in (4, 7, 10, 16), entry
         assert set(entry.get("without", [])) <= set(MASKABLE_KINDS), entry
+        assert entry.get("mode", "random") in ("random", "twins"), entry
         key = (
             entry["seed"],
             entry["nodes"],
             entry["crypto"],
             entry.get("byzantine", 0),
             tuple(entry.get("without", [])),
+            entry.get("mode", "random"),
         )
         assert key not in keys, f"duplicate entry {entry}"
         keys.add(key)

@@ -27,7 +27,7 @@ import typer
 if TYPE_CHECKING:
     from taihang.sim.runner import CampaignSummary, SeedResult, SimOptions
 
-MODES = ("random",)
+MODES = ("random", "twins")
 CRYPTO_CHOICES = ("fake", "ed25519", "sm")
 PROGRESS_INTERVAL_S = 2.0
 
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
 
 def sim(
-    mode: Annotated[str, typer.Option(help="Fault model: random (twins comes later).")] = "random",
+    mode: Annotated[str, typer.Option(help="Fault model: random or twins.")] = "random",
     seeds: Annotated[int | None, typer.Option(min=1, help="Run this many seeds.")] = None,
     first_seed: Annotated[int, typer.Option(min=0, help="The first seed of --seeds.")] = 0,
     seed: Annotated[int | None, typer.Option(min=0, help="Run (replay) one seed.")] = None,
@@ -72,7 +72,7 @@ def sim(
 
     from taihang.sim.runner import SimOptions
 
-    options = SimOptions(nodes=nodes, crypto=crypto, byzantine=byzantine)
+    options = SimOptions(nodes=nodes, crypto=crypto, byzantine=byzantine, mode=mode)
     options = replace(
         options,
         timing=replace(options.timing, faulty_ms=faulty_ms),
@@ -114,6 +114,8 @@ def _validate_flags(
         _fail(f"unknown crypto {crypto!r}; choose from {', '.join(CRYPTO_CHOICES)}")
     if nodes is not None and nodes < 4:
         _fail("--nodes must be at least 4 (n = 3f + 1 with f >= 1)")
+    if mode == "twins" and (nodes not in (None, 4, 7) or byzantine):
+        _fail("--mode twins runs --nodes 4 (1 twin) or 7 (2 twins), without --byzantine")
 
 
 def _validate_without(options: SimOptions) -> None:

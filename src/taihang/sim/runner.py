@@ -39,7 +39,8 @@ TRACE_FORMAT_VERSION: Final = 1
 class SimOptions:
     """Everything besides the seed that shapes a run; the trace's first line records it."""
 
-    nodes: int | None = None  # None: drawn from the seed, n in {4, 4, 7}
+    nodes: int | None = None  # None: drawn from the seed, n in {4, 4, 7} (twins: 4)
+    mode: str = "random"  # or "twins" (twins.py)
     crypto: str = "fake"
     byzantine: int = 0
     binding: str = DEFAULT_BINDING
@@ -48,7 +49,9 @@ class SimOptions:
     early_stop: bool = True
 
     def to_json(self) -> dict[str, Any]:
+        mode = {} if self.mode == "random" else {"mode": self.mode}  # random traces unchanged
         return {
+            **mode,
             "nodes": self.nodes,
             "crypto": self.crypto,
             "byzantine": self.byzantine,
@@ -84,6 +87,10 @@ class SeedResult:
 
 def run_seed(seed: int, options: SimOptions, sink: TraceSink | None = None) -> SeedResult:
     """Run one seed; `sink` receives the trace (first line: the flags, second: the plan)."""
+    if options.mode == "twins":
+        from taihang.sim.twins import run_twins_seed
+
+        return run_twins_seed(seed, options, sink)
     started = time.perf_counter()
     rng = random.Random(seed)
     plan = generate_plan(
@@ -199,7 +206,7 @@ def run_seeds(
 def build_replay_command(seed: int, options: SimOptions, nodes: int) -> str:
     """The command that replays `seed` with its trace, pinned to the n it ran with."""
     parts = [
-        "taihang sim --mode random",
+        f"taihang sim --mode {options.mode}",
         f"--seed {seed}",
         f"--nodes {nodes}",
         f"--crypto {options.crypto}",

@@ -1,0 +1,356 @@
+"""Twins mode: a twinned validator runs two cores with one key and identity (consensus spec,
+"Test plan" -> `twins`; the Twins paper by Bano et al.).
+
+Theory of operation
+-------------------
+* **Scenarios are data.** `generate_scenario` draws, from the run's single RNG, which
+  validators are twinned (1 at n = 4, 2 at n = 7), then per scenario round a leader (50% a
+  twinned validator) and a partition of the *instances* into at most 3 groups, one of which
+  holds instances of a quorum of distinct validators. Instances `0..n-1` are the validators;
+  instance `n + k` is the second core of `twinned[k]`. `Scenario.to_json` is what the trace's
+  second line records.
+* **Rounds.** Scenario round `r` is consensus round `r`: a proposal, vote or timeout of round
+  `r` in `1..R` crosses only within a group of round `r`'s partition (`TwinsNetwork`, a
+  partition table per round; nothing else is dropped); block sync messages go by the sender's
+  current round; messages of later rounds cross freely. The cores' `LeaderElection` follows the
+  scenario: `leader(r)` is round `r`'s scenario leader for `r` in `1..R`, round robin after.
+  At `R * round_ms` the network heals (one group, whatever round the cores are in) and the
+  engine's healed phase runs: each honest node's first commit after healing must be within
+  `LIVENESS_ROUNDS` rounds, and every honest node must commit `LIVENESS_COMMITS_MIN` blocks.
+* **Judging.** Both instances of a twinned validator are Byzantine: never judged (their
+  commits and signed messages are not checked). Honest nodes are judged as in random mode.
+* **Reuse.** `TwinsSimulation` is the random-mode engine with n + t nodes, sends addressed to
+  an identity fanned out to every instance holding it, and the network swapped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final
+
+from taihang.consensus.core import ConsensusCore
+from taihang.consensus.events import Broadcast, Commit, Send
+from taihang.consensus.leader import RoundRobin
+from taihang.consensus.messages import (
+    ConsensusMessage,
+    Proposal,
+    TimeoutMsg,
+    Vote,
+    encode_message,
+)
+from taihang.consensus.safety import SigningGuard
+from taihang.sim.checkers import Violation
+from taihang.sim.cluster import Cluster, build_cluster, compute_healed_ms, get_sim_suite
+from taihang.sim.engine import _DELIVER, Simulation
+from taihang.sim.jolteon import JolteonBinding, SeedSigner, build_recovered_state
+from taihang.sim.node import SimDisk, SimNode, SimPayload
+from taihang.sim.plan import LATENCY_MS_MAX_CHOICES, TXS_PER_BLOCK, TXS_WAITING_CHOICES, FaultPlan
+from taihang.sim.runner import TRACE_FORMAT_VERSION, SeedResult, SimOptions
+from taihang.sim.trace import HashSink, Trace, TraceSink
+
+TWINS_NODES: Final = (4, 7)
+SCENARIO_ROUNDS: Final = 7
+ROUND_MS: Final = 500  # the scenario phase lasts ROUND_MS per scenario round, then heals
+GROUPS_MAX: Final = 3
+TWIN_LEADER_PROBABILITY: Final = 0.5
+LIVENESS_ROUNDS: Final = 10  # after healing, every honest node commits within this many rounds
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioRound:
+    leader: int  # a validator index
+    groups: tuple[tuple[int, ...], ...]  # instances; messages cross only within a group
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    nodes: int
+    twinned: tuple[int, ...]  # validators that run two instances
+    rounds: tuple[ScenarioRound, ...]
+    round_ms: int
+    latency_ms_max: int
+    txs_waiting: tuple[int, ...]  # per validator (both instances of a twin share it)
+
+    @property
+    def instances(self) -> tuple[int, ...]:
+        """The validator each instance runs as."""
+        return tuple(range(self.nodes)) + self.twinned
+
+    @property
+    def scenario_ms(self) -> int:
+        return self.round_ms * len(self.rounds)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodes": self.nodes,
+            "twinned": list(self.twinned),
+            "instances": list(self.instances),
+            "round_ms": self.round_ms,
+            "latency_ms_max": self.latency_ms_max,
+            "txs_waiting": list(self.txs_waiting),
+            "rounds": [
+                {"leader": r.leader, "groups": [list(g) for g in r.groups]} for r in self.rounds
+            ],
+        }
+
+
+def compute_quorum(nodes: int) -> int:
+    return 2 * nodes // 3 + 1
+
+
+@lru_cache(maxsize=16)
+def list_partitions(instances: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """Every partition of the instances into <= 3 groups with a quorum group, in a fixed order.
+
+    `instances[i]` is the validator instance `i` runs as; a group's quorum counts distinct
+    validators (two instances of one twin count once).
+    """
+    count = len(instances)
+    quorum = compute_quorum(len(set(instances)))
+    found: set[tuple[tuple[int, ...], ...]] = set()
+    for labels in itertools.product(range(GROUPS_MAX), repeat=count):
+        groups = [tuple(i for i in range(count) if labels[i] == g) for g in range(GROUPS_MAX)]
+        groups = [g for g in groups if g]
+        if any(len({instances[i] for i in g}) >= quorum for g in groups):
+            found.add(tuple(sorted(groups)))
+    return tuple(sorted(found))
+
+
+def generate_scenario(rng: random.Random, nodes: int) -> Scenario:
+    """Draw a scenario (all draws from `rng`, in a fixed order)."""
+    assert nodes in TWINS_NODES, f"twins mode runs n in {TWINS_NODES}"
+    twins = (nodes - 1) // 3
+    twinned = tuple(sorted(rng.sample(range(nodes), twins)))
+    others = [v for v in range(nodes) if v not in twinned]
+    latency_ms_max = rng.choice(LATENCY_MS_MAX_CHOICES)
+    txs_waiting = tuple(rng.choice(TXS_WAITING_CHOICES) for _ in range(nodes))
+    partitions = list_partitions(tuple(range(nodes)) + twinned)
+    rounds = []
+    for _ in range(SCENARIO_ROUNDS):
+        pool = twinned if rng.random() < TWIN_LEADER_PROBABILITY else others
+        leader = rng.choice(pool)
+        rounds.append(ScenarioRound(leader, rng.choice(partitions)))
+    return Scenario(nodes, twinned, tuple(rounds), ROUND_MS, latency_ms_max, txs_waiting)
+
+
+def build_twins_plan(scenario: Scenario) -> FaultPlan:
+    """The engine's plan for a Twins run: no random faults, heal after the scenario."""
+    return FaultPlan(
+        nodes=scenario.nodes,
+        latency_ms_max=scenario.latency_ms_max,
+        drop=0.0,
+        duplicate=0.0,
+        reorder=0.0,
+        partitions=(),
+        crashes=(),
+        faulty_ms=scenario.scenario_ms,
+        txs_waiting=scenario.txs_waiting,
+    )
+
+
+class ScenarioLeader:
+    """`LeaderElection` that follows the scenario's leaders for rounds 1..R, then round robin."""
+
+    __slots__ = ("_fallback", "_leaders")
+
+    def __init__(self, cluster: Cluster, scenario: Scenario) -> None:
+        self._leaders = tuple(cluster.address(r.leader) for r in scenario.rounds)
+        self._fallback = RoundRobin(cluster.validators)
+
+    def leader(self, round: int) -> str:
+        if 1 <= round <= len(self._leaders):
+            return self._leaders[round - 1]
+        return self._fallback.leader(round)
+
+
+class TwinsBinding(JolteonBinding):
+    """The Jolteon binding with instance -> validator mapping and the scenario's leaders."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        super().__init__()
+        self.scenario = scenario
+        self._instances = scenario.instances
+
+    def build_core(
+        self, cluster: Cluster, node: int, disk: SimDisk, payload: SimPayload
+    ) -> ConsensusCore:
+        config = self._get_config(cluster)
+        validator = self._instances[node]
+        address = cluster.address(validator)
+        guard = SigningGuard(
+            SeedSigner(cluster.suite, cluster.key_seeds[validator]),
+            address,
+            disk.safety,
+            channel=config.channel,
+            epoch=config.epoch,
+        )
+        return ConsensusCore(
+            config=config,
+            validators=cluster.validators,
+            suite=cluster.suite,
+            genesis_block=cluster.genesis,
+            me=address,
+            guard=guard,
+            payload=payload,
+            recovered=build_recovered_state(disk, cluster.genesis_id),
+            leader=ScenarioLeader(cluster, self.scenario),
+        )
+
+
+class TwinsNetwork:
+    """A message of consensus round r in 1..R crosses only within a group of scenario round r;
+    other messages, and all after healing, cross freely."""
+
+    __slots__ = ("_group_of", "_latency_ms_max", "_rng", "counts", "healed", "scenario_index")
+
+    def __init__(self, scenario: Scenario, rng: random.Random, counts: dict[str, int]) -> None:
+        self._group_of = [
+            {i: g for g, group in enumerate(r.groups) for i in group} for r in scenario.rounds
+        ]
+        self._latency_ms_max = scenario.latency_ms_max
+        self._rng = rng
+        self.counts = counts
+        self.healed = False
+        self.scenario_index: int | None = None
+
+    def heal(self) -> None:
+        self.healed = True
+
+    def route(self, elapsed_ms: int, src: int, dst: int) -> list[int]:
+        """Route a message of scenario round `self.scenario_index` (None: unpartitioned)."""
+        if src == dst:
+            return [0]
+        index = self.scenario_index
+        if not self.healed and index is not None:
+            group_of = self._group_of[index]
+            if group_of[src] != group_of[dst]:
+                self.counts["partition_cut"] += 1
+                return []
+        return [self._rng.randint(1, self._latency_ms_max)]
+
+
+def find_message_round(message: ConsensusMessage) -> int | None:
+    """The consensus round a message belongs to; None for block sync messages."""
+    if isinstance(message, Proposal):
+        return message.block.header.round
+    if isinstance(message, Vote):
+        return message.vote_data.round
+    if isinstance(message, TimeoutMsg):
+        return message.timeout.round
+    return None
+
+
+class TwinsSimulation(Simulation):
+    """The random-mode engine with n + t instances; twin instances are never judged."""
+
+    def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        instances = scenario.instances
+        n = scenario.nodes
+        for k, validator in enumerate(scenario.twinned):
+            payload = SimPayload(n + k, scenario.txs_waiting[validator], TXS_PER_BLOCK)
+            self.nodes.append(SimNode(n + k, self.cluster.address(validator), payload))
+        self.honest = [instances[i] not in scenario.twinned for i in range(len(instances))]
+        self.live_nodes = [node for node in self.nodes if self.honest[node.index]]
+        self.targets_of: dict[str, list[int]] = {}
+        for node in self.nodes:
+            self.targets_of.setdefault(node.address, []).append(node.index)
+        self.twins_network = TwinsNetwork(scenario, self.rng, self.counts)
+        self.network = self.twins_network  # type: ignore[assignment]
+        self.scenario_rounds = len(scenario.rounds)
+        self.heal_round = 0  # the highest round of an honest core when the network healed
+        self.committed_after_heal: set[int] = set()
+        self.counts["twin_leader_round"] = sum(
+            r.leader in scenario.twinned for r in scenario.rounds
+        )
+
+    def _heal(self) -> None:
+        self.heal_round = max(
+            (getattr(n.core, "round", 0) for n in self.live_nodes if n.core is not None), default=0
+        )
+        super()._heal()
+
+    def _commit(self, node: SimNode, action: Commit) -> None:
+        """Twins liveness: an honest node's first commit after healing is within 10 rounds."""
+        if self.healed and self.honest[node.index] and node.index not in self.committed_after_heal:
+            self.committed_after_heal.add(node.index)
+            committed_round = action.blocks[-1].header.round if action.blocks else 0
+            if committed_round > self.heal_round + LIVENESS_ROUNDS:
+                raise Violation(
+                    "liveness",
+                    f"node {node.index}: first commit after healing is of round "
+                    f"{committed_round}, more than {LIVENESS_ROUNDS} rounds after "
+                    f"round {self.heal_round}",
+                    node=node.index,
+                )
+        super()._commit(node, action)
+
+    def _send(self, node: SimNode, action: Send) -> None:
+        targets = [i for i in self.targets_of.get(action.to, ()) if i != node.index]
+        self._transmit(node, action.message, targets)
+
+    def _broadcast(self, node: SimNode, action: Broadcast) -> None:
+        targets = [n.index for n in self.nodes if n.address != node.address]
+        self._transmit(node, action.message, targets)
+
+    def _transmit(self, node: SimNode, message: ConsensusMessage, targets: list[int]) -> None:
+        round_ = find_message_round(message)
+        if round_ is None:  # block sync: the sender's current round decides
+            round_ = getattr(node.core, "round", 0)
+        index = round_ - 1
+        self.twins_network.scenario_index = index if 0 <= index < self.scenario_rounds else None
+        if self.honest[node.index]:
+            super()._transmit(node, message, targets)
+            return
+        self._observe_proposal(message)  # a twin signs conflicting messages: not judged
+        data = encode_message(message)
+        elapsed_ms = self.elapsed_ms
+        for target in targets:
+            for delay_ms in self.network.route(elapsed_ms, node.index, target):
+                self._schedule(delay_ms, _DELIVER, target, node.index, data)
+
+
+def run_twins_seed(seed: int, options: SimOptions, sink: TraceSink | None = None) -> SeedResult:
+    """Run one Twins seed (n = `options.nodes`, default 4); the trace records the scenario."""
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    scenario = generate_scenario(rng, options.nodes or TWINS_NODES[0])
+    plan = build_twins_plan(scenario)
+    binding = TwinsBinding(scenario)
+    cluster = build_cluster(seed, plan.nodes, get_sim_suite(options.crypto), options.timing)
+    healed_ms = compute_healed_ms(
+        options.timing, binding.compute_round_timeout_max_ms(options.timing)
+    )
+    trace = None
+    if sink is not None:
+        trace = Trace(sink, mask=options.crypto == "sm")
+        trace.record(
+            {"flags": {"seed": seed, **options.to_json()}, "version": TRACE_FORMAT_VERSION}
+        )
+        trace.record({"scenario": scenario.to_json(), "healed_ms": healed_ms})
+    outcome = TwinsSimulation(
+        scenario=scenario,
+        cluster=cluster,
+        plan=plan,
+        binding=binding,
+        rng=rng,
+        healed_ms=healed_ms,
+        trace=trace,
+        early_stop=options.early_stop,
+    ).run()
+    return SeedResult(
+        seed=seed,
+        nodes=plan.nodes,
+        violation=None if outcome.violation is None else outcome.violation.to_json(),
+        faults=outcome.faults,
+        commits=sum(p.at_end for p in outcome.progress),
+        elapsed_ms=outcome.elapsed_ms,
+        events=outcome.events,
+        plan=scenario.to_json(),
+        trace_sha256=sink.hexdigest() if isinstance(sink, HashSink) else None,
+        wall_s=time.perf_counter() - started,
+    )
