@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from taihang.consensus.config import ConsensusConfig
 from taihang.consensus.core import ConsensusCore, RecoveredState
+from taihang.consensus.leader import LeaderElection
 from taihang.consensus.messages import ConsensusMessage
 from taihang.consensus.pacemaker import compute_round_timeout_max_ms
 from taihang.consensus.safety import SigningGuard
@@ -91,9 +92,10 @@ class JolteonBinding:
         self, cluster: Cluster, node: int, disk: SimDisk, payload: SimPayload
     ) -> ConsensusCore:
         config = self._get_config(cluster)
-        address = cluster.address(node)
+        validator = self.validator_of(node)
+        address = cluster.address(validator)
         guard = SigningGuard(
-            SeedSigner(cluster.suite, cluster.key_seeds[node]),
+            SeedSigner(cluster.suite, cluster.key_seeds[validator]),
             address,
             disk.safety,
             channel=config.channel,
@@ -108,7 +110,16 @@ class JolteonBinding:
             guard=guard,
             payload=payload,
             recovered=build_recovered_state(disk, cluster.genesis_id),
+            leader=self.build_leader(cluster),
         )
+
+    def validator_of(self, node: int) -> int:
+        """The validator whose key simulated node `node` holds (Twins: two nodes share one)."""
+        return node
+
+    def build_leader(self, cluster: Cluster) -> LeaderElection | None:
+        """The leader election the cores use; None: the core's round robin."""
+        return None
 
     def verify_message(self, cluster: Cluster, message: ConsensusMessage) -> None:
         self._get_verifier(cluster).verify(message)

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
-from taihang.consensus.core import ConsensusCore
 from taihang.consensus.events import Broadcast, Commit, Send
-from taihang.consensus.leader import RoundRobin
+from taihang.consensus.leader import LeaderElection, RoundRobin
 from taihang.consensus.messages import (
     ConsensusMessage,
     Proposal,
@@ -42,12 +41,11 @@ from taihang.consensus.messages import (
     Vote,
     encode_message,
 )
-from taihang.consensus.safety import SigningGuard
 from taihang.sim.checkers import Violation
 from taihang.sim.cluster import Cluster, build_cluster, compute_healed_ms, get_sim_suite
 from taihang.sim.engine import _DELIVER, Simulation
-from taihang.sim.jolteon import JolteonBinding, SeedSigner, build_recovered_state
-from taihang.sim.node import SimDisk, SimNode, SimPayload
+from taihang.sim.jolteon import JolteonBinding
+from taihang.sim.node import SimNode, SimPayload
 from taihang.sim.plan import LATENCY_MS_MAX_CHOICES, TXS_PER_BLOCK, TXS_WAITING_CHOICES, FaultPlan
 from taihang.sim.runner import TRACE_FORMAT_VERSION, SeedResult, SimOptions
 from taihang.sim.trace import HashSink, Trace, TraceSink
@@ -175,30 +173,11 @@ class TwinsBinding(JolteonBinding):
         self.scenario = scenario
         self._instances = scenario.instances
 
-    def build_core(
-        self, cluster: Cluster, node: int, disk: SimDisk, payload: SimPayload
-    ) -> ConsensusCore:
-        config = self._get_config(cluster)
-        validator = self._instances[node]
-        address = cluster.address(validator)
-        guard = SigningGuard(
-            SeedSigner(cluster.suite, cluster.key_seeds[validator]),
-            address,
-            disk.safety,
-            channel=config.channel,
-            epoch=config.epoch,
-        )
-        return ConsensusCore(
-            config=config,
-            validators=cluster.validators,
-            suite=cluster.suite,
-            genesis_block=cluster.genesis,
-            me=address,
-            guard=guard,
-            payload=payload,
-            recovered=build_recovered_state(disk, cluster.genesis_id),
-            leader=ScenarioLeader(cluster, self.scenario),
-        )
+    def validator_of(self, node: int) -> int:
+        return self._instances[node]
+
+    def build_leader(self, cluster: Cluster) -> LeaderElection | None:
+        return ScenarioLeader(cluster, self.scenario)
 
 
 class TwinsNetwork:
