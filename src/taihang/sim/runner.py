@@ -28,7 +28,7 @@ from taihang.sim.cluster import (
     get_sim_suite,
     load_binding,
 )
-from taihang.sim.engine import Simulation
+from taihang.sim.engine import RunOutcome, Simulation
 from taihang.sim.plan import FAULT_KINDS, generate_plan
 from taihang.sim.trace import HashSink, Trace, TraceSink
 
@@ -105,13 +105,7 @@ def run_seed(seed: int, options: SimOptions, sink: TraceSink | None = None) -> S
     healed_ms = compute_healed_ms(
         options.timing, binding.compute_round_timeout_max_ms(options.timing)
     )
-    trace = None
-    if sink is not None:
-        trace = Trace(sink, mask=options.crypto == "sm")
-        trace.record(
-            {"flags": {"seed": seed, **options.to_json()}, "version": TRACE_FORMAT_VERSION}
-        )
-        trace.record({"plan": plan.to_json(), "healed_ms": healed_ms})
+    trace = open_trace(sink, seed, options, {"plan": plan.to_json(), "healed_ms": healed_ms})
     outcome = Simulation(
         cluster=cluster,
         plan=plan,
@@ -121,15 +115,38 @@ def run_seed(seed: int, options: SimOptions, sink: TraceSink | None = None) -> S
         trace=trace,
         early_stop=options.early_stop,
     ).run()
+    return build_seed_result(seed, plan.nodes, outcome, plan.to_json(), sink, started)
+
+
+def open_trace(
+    sink: TraceSink | None, seed: int, options: SimOptions, setup: dict[str, Any]
+) -> Trace | None:
+    """A trace whose first line records the flags and second the generated setup."""
+    if sink is None:
+        return None
+    trace = Trace(sink, mask=options.crypto == "sm")  # SM2 signatures are randomised
+    trace.record({"flags": {"seed": seed, **options.to_json()}, "version": TRACE_FORMAT_VERSION})
+    trace.record(setup)
+    return trace
+
+
+def build_seed_result(
+    seed: int,
+    nodes: int,
+    outcome: RunOutcome,
+    setup: dict[str, Any],
+    sink: TraceSink | None,
+    started: float,
+) -> SeedResult:
     return SeedResult(
         seed=seed,
-        nodes=plan.nodes,
+        nodes=nodes,
         violation=None if outcome.violation is None else outcome.violation.to_json(),
         faults=outcome.faults,
         commits=sum(p.at_end for p in outcome.progress),
         elapsed_ms=outcome.elapsed_ms,
         events=outcome.events,
-        plan=plan.to_json(),
+        plan=setup,
         trace_sha256=sink.hexdigest() if isinstance(sink, HashSink) else None,
         wall_s=time.perf_counter() - started,
     )

@@ -47,8 +47,8 @@ from taihang.sim.engine import _DELIVER, Simulation
 from taihang.sim.jolteon import JolteonBinding
 from taihang.sim.node import SimNode, SimPayload
 from taihang.sim.plan import LATENCY_MS_MAX_CHOICES, TXS_PER_BLOCK, TXS_WAITING_CHOICES, FaultPlan
-from taihang.sim.runner import TRACE_FORMAT_VERSION, SeedResult, SimOptions
-from taihang.sim.trace import HashSink, Trace, TraceSink
+from taihang.sim.runner import SeedResult, SimOptions, build_seed_result, open_trace
+from taihang.sim.trace import TraceSink
 
 TWINS_NODES: Final = (4, 7)
 SCENARIO_ROUNDS: Final = 7
@@ -304,13 +304,8 @@ def run_twins_seed(seed: int, options: SimOptions, sink: TraceSink | None = None
     healed_ms = compute_healed_ms(
         options.timing, binding.compute_round_timeout_max_ms(options.timing)
     )
-    trace = None
-    if sink is not None:
-        trace = Trace(sink, mask=options.crypto == "sm")
-        trace.record(
-            {"flags": {"seed": seed, **options.to_json()}, "version": TRACE_FORMAT_VERSION}
-        )
-        trace.record({"scenario": scenario.to_json(), "healed_ms": healed_ms})
+    setup = {"scenario": scenario.to_json(), "healed_ms": healed_ms}
+    trace = open_trace(sink, seed, options, setup)
     outcome = TwinsSimulation(
         scenario=scenario,
         cluster=cluster,
@@ -321,15 +316,4 @@ def run_twins_seed(seed: int, options: SimOptions, sink: TraceSink | None = None
         trace=trace,
         early_stop=options.early_stop,
     ).run()
-    return SeedResult(
-        seed=seed,
-        nodes=plan.nodes,
-        violation=None if outcome.violation is None else outcome.violation.to_json(),
-        faults=outcome.faults,
-        commits=sum(p.at_end for p in outcome.progress),
-        elapsed_ms=outcome.elapsed_ms,
-        events=outcome.events,
-        plan=scenario.to_json(),
-        trace_sha256=sink.hexdigest() if isinstance(sink, HashSink) else None,
-        wall_s=time.perf_counter() - started,
-    )
+    return build_seed_result(seed, plan.nodes, outcome, scenario.to_json(), sink, started)
