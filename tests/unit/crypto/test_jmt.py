@@ -24,18 +24,7 @@ from taihang.crypto.jmt import (
     verify_state_proof,
 )
 from taihang.errors import InvalidProof
-
-
-def find_keys(prefix: str, count: int) -> list[bytes]:
-    """The first `count` keys b"k<i>" whose key hash starts with the nibbles `prefix`."""
-    found = []
-    for index in itertools.count():
-        key = b"k%d" % index
-        if compute_key_hash(key).hex().startswith(prefix):
-            found.append(key)
-            if len(found) == count:
-                return found
-    raise AssertionError("unreachable")
+from taihang.testing.state_keys import find_keys
 
 
 def leaf_hash_of(key: bytes, value: bytes) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 from pathlib import Path
 
@@ -20,18 +19,7 @@ from taihang.crypto.jmt import (
 from taihang.errors import StoreError
 from taihang.store.kv import MemoryKV, RocksKV
 from taihang.store.state_tree import StateTree, encode_node_key, encode_value_key
-
-
-def find_keys(prefix: str, count: int) -> list[bytes]:
-    """The first `count` keys b"k<i>" whose key hash starts with the nibbles `prefix`."""
-    found = []
-    for index in itertools.count():
-        key = b"k%d" % index
-        if compute_key_hash(key).hex().startswith(prefix):
-            found.append(key)
-            if len(found) == count:
-                return found
-    raise AssertionError("unreachable")
+from taihang.testing.state_keys import find_keys
 
 
 def node_records(kv: MemoryKV) -> dict[bytes, bytes]:
