@@ -33,6 +33,40 @@ class ApiConfig(msgspec.Struct, forbid_unknown_fields=True):
     wait_timeout_ms_max: int = 60_000
 
 
+class PeerConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Another node of the channel: its name in genesis and where its P2P port listens."""
+
+    name: str
+    host: str
+    port: int
+
+
+class P2PConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The mutual-TLS transport between nodes (`taihang.net`); port 0: do not listen."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    peers: list[PeerConfig] = msgspec.field(default_factory=list)
+    frame_bytes_max: int = 16 * 1024 * 1024  # above the largest block (8 MiB) with headroom
+    peer_queue_frames_max: int = 20_000  # frames waiting per peer; beyond, new ones drop
+    reconnect_ms_min: int = 100
+    reconnect_ms_max: int = 5_000
+    handshake_timeout_ms: int = 5_000
+    charges_max: int = 100  # bad frames from a peer before it is disconnected for a while
+    gossip_interval_ms: int = 10  # transactions are batched this long before gossip
+
+
+class ConsensusTimingConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Jolteon timers (consensus spec, "Pacemaker"); block rhythm comes from [block]."""
+
+    round_timeout_base_ms: int = 2_500
+    network_allowance_ms: int = 500
+    max_clock_drift_ms: int = 1_000
+    block_request_retry_ms: int = 500
+    # Committed blocks a node keeps to serve peers that fell behind: the catch-up threshold.
+    catchup_blocks_max: int = 1_000
+
+
 class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     channel: str
@@ -46,6 +80,8 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
     block: BlockConfig = msgspec.field(default_factory=BlockConfig)
     mempool: MempoolConfig = msgspec.field(default_factory=MempoolConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    p2p: P2PConfig = msgspec.field(default_factory=P2PConfig)
+    consensus: ConsensusTimingConfig = msgspec.field(default_factory=ConsensusTimingConfig)
 
 
 def validate_config(config: NodeConfig) -> None:
@@ -65,6 +101,20 @@ def validate_config(config: NodeConfig) -> None:
         raise ConfigurationError("mempool: limits must be positive")
     if not 0 < config.api.port < 65536:
         raise ConfigurationError(f"api: port {config.api.port} out of range")
+    p2p = config.p2p
+    for port, what in [(p2p.port, "p2p.port"), *((p.port, f"peer {p.name}") for p in p2p.peers)]:
+        if not 0 <= port < 65536 or (port == 0 and what != "p2p.port"):
+            raise ConfigurationError(f"{what}: port {port} out of range")
+    if len({p.name for p in p2p.peers}) != len(p2p.peers) or config.name in {
+        p.name for p in p2p.peers
+    }:
+        raise ConfigurationError("p2p.peers: names must be unique and not the node's own")
+    if min(p2p.frame_bytes_max, p2p.peer_queue_frames_max, p2p.charges_max) < 1:
+        raise ConfigurationError("p2p: limits must be positive")
+    if not 1 <= p2p.reconnect_ms_min <= p2p.reconnect_ms_max:
+        raise ConfigurationError("p2p: need 1 <= reconnect_ms_min <= reconnect_ms_max")
+    if config.consensus.catchup_blocks_max < 1:
+        raise ConfigurationError("consensus: catchup_blocks_max must be positive")
     if not 1 <= config.verify_workers <= 64:
         raise ConfigurationError("verify_workers must be between 1 and 64")
     if config.log_level not in ("debug", "info", "warning", "error"):

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -120,6 +121,7 @@ class Node:
         self._executed_height = -1
         self._safety_round = 0
         self._submit_times: dict[bytes, float] = {}
+        self._last_commit_ms: int | None = None
         self.started_ms = now_ms()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -319,6 +321,7 @@ class Node:
         started = time.monotonic()
         await asyncio.to_thread(chain.commit, height, encode(block), qc.vote_data.block_id, qc)
         self.metrics.block_committed(height, len(txs), time.monotonic() - started)
+        self._last_commit_ms = now_ms()
         if (
             qc.vote_data.round >= self._safety_round + SAFETY_INTERVAL_ROUNDS
             or not self._safety_round
@@ -375,3 +378,13 @@ class Node:
     @property
     def executed_height(self) -> int:
         return self._executed_height
+
+    def consensus_info(self) -> dict[str, Any]:
+        """What `GET /status` reports about consensus: round, leader, peers, last commit."""
+        chain = self.chain
+        return {
+            "round": chain.highest_qc.vote_data.round if chain is not None else 0,
+            "leader": self.signer.address,  # the single validator leads every round
+            "peers": [],
+            "last_commit_ms": self._last_commit_ms,
+        }
