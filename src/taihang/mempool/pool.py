@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -251,8 +251,19 @@ class Mempool:
 
     # ----------------------------------------------------------------------------- block filling
 
-    def take(self, txs_max: int, bytes_max: int, next_height: int) -> list[Transaction]:
-        """Remove and return the transactions for the next block, fairly across senders."""
+    def take(
+        self,
+        txs_max: int,
+        bytes_max: int,
+        next_height: int,
+        exclude: Container[bytes] = (),
+    ) -> list[Transaction]:
+        """Remove and return the transactions for the next block, fairly across senders.
+
+        `exclude` holds ids already in the uncommitted blocks the new block extends (other
+        proposers' blocks, with several validators): such a head is consumed as if taken,
+        without going into this block, so no block repeats a transaction of its ancestors.
+        """
         if txs_max < 0 or bytes_max < 0:
             raise ValueError(f"take caps must not be negative: {txs_max}, {bytes_max}")
         taken: list[Transaction] = []
@@ -273,6 +284,13 @@ class Mempool:
                 self._remove(record, tx)
                 self._forget_if_idle(tx.sender, record)
                 continue
+            if tx.id in exclude:
+                self._consume_head(record, tx)
+                if record.base in record.txs:
+                    ready.append(entry)
+                else:
+                    record.ticket = 0
+                continue
             size = tx.size
             if size > bytes_left:
                 ready.appendleft(entry)  # not served: it keeps its turn for the next block
@@ -288,6 +306,13 @@ class Mempool:
                 record.ticket = 0
         self._bytes_total -= bytes_max - bytes_left
         return taken
+
+    def _consume_head(self, record: _Sender, tx: Transaction) -> None:
+        """Drop `record`'s head as included elsewhere: `base` moves past it."""
+        del record.txs[record.base]
+        del self._by_id[tx.id]
+        record.base += 1
+        self._bytes_total -= tx.size
 
     # ----------------------------------------------------------------------------- state updates
 

@@ -9,6 +9,7 @@ store schema, the genesis hash, and the highest certificate against the tip bloc
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +32,14 @@ from taihang.ledger.genesis import (
     build_validator_set,
     compute_genesis_hash,
 )
-from taihang.ledger.receipt import compute_receipts_root
-from taihang.ledger.transaction import Transaction, decode_transaction
+from taihang.ledger.receipt import Receipt, build_receipt, compute_receipts_root
+from taihang.ledger.transaction import Transaction
+from taihang.node.block_txs import InvalidBlockTx, decode_block_transactions
 from taihang.store.kv import KVStore, RocksKV
 from taihang.store.ledger_store import LedgerStore
 from taihang.store.state_tree import StateTree
+
+TxVerifiedCheck = Callable[[bytes], bool]  # was this tx id's signature checked already?
 
 
 @dataclass(slots=True)
@@ -111,7 +115,12 @@ class Chain:
 
             return height, tip_id, build_genesis_qc(self.genesis.channel, tip_id)
         qc = decode(qc_raw, QuorumCert)
-        if qc.vote_data.block_id != tip_id or qc.vote_data.height != height:
+        data = qc.vote_data
+        certifies_tip = data.block_id == tip_id and data.height == height
+        # With several validators the stored certificate is the commit proof: a QC on the
+        # tip's child whose round directly follows (the 2-chain rule), naming the tip as parent.
+        proves_tip = data.parent_id == tip_id and data.height == height + 1
+        if not (certifies_tip or proves_tip):
             raise StoreError(f"the stored certificate does not certify the tip block {height}")
         self.verify_qc(qc)
         return height, tip_id, qc
@@ -139,19 +148,59 @@ class Chain:
         self.store.save_committed(height, block_bytes, encode(qc))
         self.tip_height, self.tip_id, self.highest_qc = height, block_id, qc
 
-    def execute(self, height: int, txs: list[Transaction] | None = None) -> ExecutedBlock:
-        """Execute committed block `height` (the next one) and write its ledger batch."""
+    def commit_blocks(
+        self,
+        blocks: list[tuple[bytes, Block]],
+        tip_qc: QuorumCert,
+        extra_puts: dict[bytes, bytes | None],
+    ) -> None:
+        """Persist consecutive committed blocks in one synced batch with their commit proof.
+
+        `tip_qc` is the QC on the last block's child that commits it (the 2-chain rule).
+
+        `extra_puts` rides in the same batch (the consensus records the commit retires).
+        """
+        puts = dict(extra_puts)
+        height = self.tip_height
+        for _, block in blocks:
+            height += 1
+            assert block.header.height == height, f"commit {block.header.height} after {height - 1}"
+            puts.update(self.store.build_committed_puts(height, encode(block)))
+        last_id = blocks[-1][0]
+        assert tip_qc.vote_data.parent_id == last_id, "the commit proof extends the last block"
+        puts.update(self.store.build_highest_qc_puts(encode(tip_qc)))
+        self.store.write(puts)
+        self.tip_height, self.tip_id, self.highest_qc = height, last_id, tip_qc
+
+    def execute(
+        self,
+        height: int,
+        txs: list[Transaction] | None = None,
+        *,
+        is_verified: TxVerifiedCheck | None = None,
+    ) -> ExecutedBlock:
+        """Execute committed block `height` (the next one) and write its ledger batch.
+
+        `txs` are the block's transactions already decoded and verified (the single-validator
+        producer has them); otherwise they are decoded here, their signatures checked unless
+        `is_verified` says the node checked them at admission, and any that fail get a
+        `rejected` receipt in their place: a Byzantine proposer must not halt execution.
+        """
         assert height == self.store.executed_height + 1, "execute heights in order"
         raw = self.store.find_committed_block(height)
         if raw is None:
             raise StoreError(f"committed block {height} is missing")
         block = decode(raw, Block)
-        if txs is None:
-            txs = [decode_transaction(t, self.suite) for t in block.transactions]
         header = block.header
         context = BlockContext(header.channel, header.height, header.timestamp_ms)
-        result = self.executor.execute_block(self.tree, context, txs)
-        receipts = [encode(r) for r in result.receipts]
+        if txs is None:
+            decoded = decode_block_transactions(block.transactions, self.suite, is_verified)
+        else:
+            decoded = list(txs)
+        valid = [tx for tx in decoded if isinstance(tx, Transaction)]
+        result = self.executor.execute_block(self.tree, context, valid)
+        receipts = [encode(r) for r in _merge_receipts(decoded, result.receipts)]
+        txs = valid
         state_root, state_puts = self.tree.compute_update(result.writes)
         exec_root = ExecRoot(
             height=height,
@@ -163,7 +212,7 @@ class Chain:
             height=height,
             block=raw,
             block_id=block_id,
-            tx_ids=[tx.id for tx in txs],
+            tx_ids=self._first_inclusions([tx.id for tx in decoded]),
             receipts=receipts,
             exec_root=exec_root,
         )
@@ -173,8 +222,36 @@ class Chain:
             self.tree.commit_update(state_root)
         return ExecutedBlock(height, block_id, txs, result, exec_root)
 
+    def _first_inclusions(self, tx_ids: list[bytes]) -> list[bytes | None]:
+        """The ids to index, None where the id is already indexed (a duplicate inclusion).
+
+        With several proposers a transaction can be proposed twice; its second copy gets a
+        `rejected` receipt (nonce already used) and must not replace the first in the index.
+        """
+        stored = self.store.find_tx_locations(tx_ids)
+        seen: set[bytes] = set()
+        result: list[bytes | None] = []
+        for tx_id, location in zip(tx_ids, stored, strict=True):
+            result.append(None if location is not None or tx_id in seen else tx_id)
+            seen.add(tx_id)
+        return result
+
     def exec_root_for(self, height: int) -> ExecRoot:
         root = self.store.find_exec_root(height)
         if root is None:
             raise StoreError(f"no execution roots for height {height}")
         return root
+
+
+def _merge_receipts(
+    decoded: list[Transaction | InvalidBlockTx], executed: list[Receipt]
+) -> list[Receipt]:
+    """The block's receipts in block order: executed ones, and a rejection per invalid tx."""
+    remaining = iter(executed)
+    receipts: list[Receipt] = []
+    for tx in decoded:
+        if isinstance(tx, InvalidBlockTx):
+            receipts.append(build_receipt(tx.id, "rejected", 0, error_message=tx.reason))
+        else:
+            receipts.append(next(remaining))
+    return receipts

@@ -75,6 +75,12 @@ class LedgerStore:
         """Persist a committed block and its QC durably (before the commit is announced)."""
         self.kv.write({_h(b"c", height): block, HIGHEST_QC: qc}, sync=True)
 
+    def build_committed_puts(self, height: int, block: bytes) -> dict[bytes, bytes | None]:
+        return {_h(b"c", height): block}
+
+    def build_highest_qc_puts(self, qc: bytes) -> dict[bytes, bytes | None]:
+        return {HIGHEST_QC: qc}
+
     def find_committed_block(self, height: int) -> bytes | None:
         return self.kv.get(_h(b"c", height))
 
@@ -96,7 +102,7 @@ class LedgerStore:
         height: int,
         block: bytes,
         block_id: bytes,
-        tx_ids: list[bytes],
+        tx_ids: list[bytes | None],  # None: not indexed (a duplicate inclusion)
         receipts: list[bytes],
         exec_root: ExecRoot,
     ) -> dict[bytes, bytes | None]:
@@ -111,7 +117,8 @@ class LedgerStore:
         }
         pack = _LOCATION.pack
         for index, tx_id in enumerate(tx_ids):
-            puts[b"T" + tx_id] = pack(height, index)
+            if tx_id is not None:
+                puts[b"T" + tx_id] = pack(height, index)
         return puts
 
     def write(self, puts: Mapping[bytes, bytes | None]) -> None:
@@ -131,6 +138,10 @@ class LedgerStore:
             return None
         height, index = _LOCATION.unpack(raw)
         return int(height), int(index)
+
+    def find_tx_locations(self, tx_ids: list[bytes]) -> list[bytes | None]:
+        """The raw index entries of many ids at once (None where not indexed)."""
+        return self.kv.multi_get([b"T" + tx_id for tx_id in tx_ids]) if tx_ids else []
 
     def get_receipts(self, height: int) -> list[bytes]:
         raw = self.kv.get(_h(b"R", height))

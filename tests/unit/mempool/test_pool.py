@@ -414,3 +414,16 @@ def test_has_ready_is_false_while_only_gapped_transactions_wait() -> None:
     assert pool.has_ready()
     assert [tx.nonce for tx in pool.take(10, 10**6, next_height=1)] == [0]
     assert not pool.has_ready()  # nonce 1 is missing: nonce 2 waits
+
+
+def test_take_skips_excluded_heads_as_included_elsewhere() -> None:
+    """Another proposer's pending block holds a's nonce 0: take goes on from nonce 1."""
+    pool = Mempool(ROOMY)
+    a = [make_tx(1, n) for n in range(3)]
+    b = [make_tx(2, 0)]
+    add_all(pool, a + b)
+    taken = pool.take(10, 1_000_000, 1, exclude={a[0].id, b[0].id})
+    assert [tx.id for tx in taken] == [a[1].id, a[2].id]
+    assert len(pool) == 0 and pool.bytes_total == 0
+    assert pool.expected_nonce(address(1), 0) == 3  # nonce 0 counts as handed out
+    assert not pool.has_ready()

@@ -135,3 +135,37 @@ def test_chain_refuses_another_schema_version(tmp_path: Path) -> None:
     kv.close()
     with pytest.raises(StoreError, match="schema version 99"):
         Chain.open(tmp_path / "db", make_genesis())
+
+
+def receipt_statuses(chain: Chain, height: int) -> list[tuple[str, str]]:
+    from taihang.ledger.receipt import Receipt
+
+    receipts = [decode(r, Receipt) for r in chain.store.get_receipts(height)]
+    return [(r.status, r.error_message) for r in receipts]
+
+
+def test_chain_rejects_forged_and_undecodable_txs_of_a_byzantine_proposer(tmp_path: Path) -> None:
+    """A proposer's bad transactions get rejected receipts in place; execution goes on."""
+    chain = Chain.open(tmp_path / "db", make_genesis())
+    good = transfer(0)
+    forged = bytearray(transfer(1))
+    forged[-1] ^= 1  # the signature's last byte: still decodes, no longer verifies
+    produce(chain, [b"\x01garbage", bytes(forged), good], execute=False)
+    chain.execute(1, is_verified=lambda tx_id: False)
+    statuses = receipt_statuses(chain, 1)
+    assert [s for s, _ in statuses] == ["rejected", "rejected", "ok"]
+    assert "signature" in statuses[1][1]
+    chain.close()
+
+
+def test_chain_indexes_only_the_first_inclusion_of_a_duplicate_tx(tmp_path: Path) -> None:
+    chain = Chain.open(tmp_path / "db", make_genesis())
+    tx = transfer(0)
+    produce(chain, [tx], execute=False)
+    produce(chain, [tx], execute=False)  # a second proposer included it again
+    chain.execute(1)
+    chain.execute(2)
+    assert [s for s, _ in receipt_statuses(chain, 2)] == ["rejected"]
+    tx_id = decode_transaction(tx, SUITE).id
+    assert chain.store.find_tx_location(tx_id) == (1, 0)
+    chain.close()
