@@ -1,16 +1,24 @@
 """`taihang sim`: run simulator seeds from the command line (call `register(app)` to add it).
 
-Two uses:
+Four uses:
 
 * a campaign, `taihang sim --mode random --seeds N [--first-seed S] [--nodes N] [--crypto C]
   [--jobs J] [--json]`, runs seeds S..S+N-1, reports progress on stderr and ends stdout with
   one JSON line `{"seeds", "violations", "faults", "commits", "seeds_per_s"}`;
 * a replay, `taihang sim --mode random --seed S [--nodes N] --trace FILE`, runs one seed and
-  writes its event trace (JSON lines; the first records the flags).
+  writes its event trace (JSON lines; the first records the flags);
+* a shrink, `taihang sim --seed S [flags of the failing run] --shrink FILE [--shrink-runs R]`,
+  reduces a failing seed's fault plan (or, with `--mode twins`, its Twins scenario) while it
+  fails the same way (`shrink.py`), writes the scenario file and ends stdout with one JSON
+  line; it exits 0 once the file is written;
+* a scenario replay, `taihang sim --scenario FILE [--trace T] [--json]`, runs the file's seed
+  with the file's flags and plan or Twins scenario (`scenario.py`) and reports as a one-seed
+  run.
 
 Any violation makes the command exit with status 1 after printing, for each failing seed, the
-violation, the generated fault plan, the git commit and the command that replays it. Heavy
-imports happen inside the command so that `taihang --help` stays fast.
+violation, the generated fault plan, the git commit and the commands that replay and shrink
+it. Usage errors, a malformed scenario file among them, exit with status 2. Heavy imports
+happen inside the command so that `taihang --help` stays fast.
 """
 
 from __future__ import annotations
@@ -26,10 +34,29 @@ import typer
 
 if TYPE_CHECKING:
     from taihang.sim.runner import CampaignSummary, SeedResult, SimOptions
+    from taihang.sim.scenario import ScenarioFile
 
 MODES = ("random", "twins")
 CRYPTO_CHOICES = ("fake", "ed25519", "sm")
 PROGRESS_INTERVAL_S = 2.0
+SHRINK_RUNS_MAX = 200  # shrink.RUNS_MAX, repeated so that `taihang --help` imports nothing
+# Flags that shape a run: a scenario file carries its own, so `--scenario` takes none of them.
+RUN_FLAGS = {
+    "mode": "--mode",
+    "seeds": "--seeds",
+    "first_seed": "--first-seed",
+    "seed": "--seed",
+    "nodes": "--nodes",
+    "byzantine": "--byzantine",
+    "crypto": "--crypto",
+    "jobs": "--jobs",
+    "without": "--without",
+    "faulty_ms": "--faulty-ms",
+    "no_early_stop": "--no-early-stop",
+    "core": "--core",
+    "shrink": "--shrink",
+    "shrink_runs": "--shrink-runs",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +65,7 @@ def register(app: typer.Typer) -> None:
 
 
 def sim(
+    ctx: typer.Context,
     mode: Annotated[str, typer.Option(help="Fault model: random or twins.")] = "random",
     seeds: Annotated[int | None, typer.Option(min=1, help="Run this many seeds.")] = None,
     first_seed: Annotated[int, typer.Option(min=0, help="The first seed of --seeds.")] = 0,
@@ -65,9 +93,56 @@ def sim(
     core: Annotated[
         str | None, typer.Option(hidden=True, help="Consensus binding, module:attribute.")
     ] = None,
+    shrink: Annotated[
+        Path | None,
+        typer.Option(help="With --seed: shrink the failing seed's plan, write a scenario file."),
+    ] = None,
+    shrink_runs: Annotated[
+        int, typer.Option(min=1, help="With --shrink: the most seed runs it may make.")
+    ] = SHRINK_RUNS_MAX,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="Replay a scenario file (it carries its own seed, flags and plan)."),
+    ] = None,
 ) -> None:
     """Simulate a cluster of real consensus cores under seeded network and crash faults."""
+    if scenario is not None:
+        _validate_no_run_flags(ctx)
+        _replay_scenario(scenario, trace, as_json)
+        return
     _validate_flags(mode, seeds, seed, trace, byzantine, crypto, nodes)
+    _validate_shrink_flags(ctx, shrink, seed, trace)
+    options = _build_options(
+        mode, nodes, byzantine, crypto, without, faulty_ms, no_early_stop=no_early_stop, core=core
+    )
+    from taihang.errors import ConfigurationError
+
+    try:
+        if shrink is not None:
+            assert seed is not None
+            _shrink(seed, options, shrink, shrink_runs, as_json)
+            return
+        if seed is not None:
+            summary = _run_one(seed, options, trace)
+        else:
+            assert seeds is not None
+            summary = _run_campaign(list(range(first_seed, first_seed + seeds)), options, jobs)
+    except ConfigurationError as exc:  # flags the run cannot use (e.g. a binding for twins)
+        _fail(exc.message)
+    _finish(summary, options, as_json)
+
+
+def _build_options(
+    mode: str,
+    nodes: int | None,
+    byzantine: int,
+    crypto: str,
+    without: list[str] | None,
+    faulty_ms: int,
+    *,
+    no_early_stop: bool,
+    core: str | None,
+) -> SimOptions:
     from dataclasses import replace
 
     from taihang.sim.runner import SimOptions
@@ -81,12 +156,7 @@ def sim(
         binding=core or options.binding,
     )
     _validate_without(options)
-    if seed is not None:
-        summary = _run_one(seed, options, trace)
-    else:
-        assert seeds is not None
-        summary = _run_campaign(list(range(first_seed, first_seed + seeds)), options, jobs)
-    _finish(summary, options, as_json)
+    return options
 
 
 def _validate_flags(
@@ -118,6 +188,39 @@ def _validate_flags(
         _fail("--mode twins runs --nodes 4 (1 twin) or 7 (2 twins), without --byzantine")
 
 
+def _find_given(ctx: typer.Context, names: dict[str, str]) -> list[str]:
+    """The flags among `names` given on the command line (or by the environment)."""
+    sources = {name: ctx.get_parameter_source(name) for name in names}
+    # By name: typer may ship its own copy of click's `ParameterSource`.
+    return [flag for name, flag in names.items() if _is_given(sources[name])]
+
+
+def _is_given(source: object) -> bool:
+    return source is not None and getattr(source, "name", "DEFAULT") != "DEFAULT"
+
+
+def _validate_no_run_flags(ctx: typer.Context) -> None:
+    given = _find_given(ctx, RUN_FLAGS)
+    if given:
+        _fail(
+            f"--scenario takes its seed and flags from the file, not from {', '.join(given)}; "
+            "give only --trace and --json with it"
+        )
+
+
+def _validate_shrink_flags(
+    ctx: typer.Context, shrink: Path | None, seed: int | None, trace: Path | None
+) -> None:
+    if shrink is None:
+        if _find_given(ctx, {"shrink_runs": "--shrink-runs"}):
+            _fail("--shrink-runs needs --shrink FILE")
+        return
+    if seed is None:
+        _fail("--shrink needs --seed S, the failing seed (not --seeds)")
+    if trace is not None:
+        _fail("--shrink writes a scenario file; trace it with --scenario FILE --trace T")
+
+
 def _validate_without(options: SimOptions) -> None:
     from taihang.sim.plan import MASKABLE_KINDS
 
@@ -130,16 +233,23 @@ def _split(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
-def _run_one(seed: int, options: SimOptions, trace: Path | None) -> CampaignSummary:
+def _run_one(
+    seed: int, options: SimOptions, trace: Path | None, replaying: ScenarioFile | None = None
+) -> CampaignSummary:
+    """Run one seed, or replay a scenario file's run; either may write a trace."""
     from taihang.sim.runner import CampaignSummary, run_seed
-    from taihang.sim.trace import FileSink
+    from taihang.sim.scenario import run_scenario
+    from taihang.sim.trace import FileSink, TraceSink
+
+    def run(sink: TraceSink | None) -> SeedResult:
+        return run_seed(seed, options, sink) if replaying is None else run_scenario(replaying, sink)
 
     started = time.perf_counter()
     if trace is None:
-        result = run_seed(seed, options)
+        result = run(None)
     else:
         with trace.open("wb") as file:
-            result = run_seed(seed, options, FileSink(file))
+            result = run(FileSink(file))
     summary = CampaignSummary()
     summary.add(result)
     summary.wall_s = time.perf_counter() - started
@@ -173,31 +283,109 @@ def _report_progress(result: SeedResult, done: int, total: int) -> None:
     )
 
 
-def _finish(summary: CampaignSummary, options: SimOptions, as_json: bool) -> None:
-    from taihang.sim.runner import build_replay_command
+def _finish(
+    summary: CampaignSummary, options: SimOptions, as_json: bool, replay: str | None = None
+) -> None:
+    """Report the failures and the summary; `replay` replaces the seed's replay command."""
+    from taihang.sim.runner import build_replay_command, build_shrink_command
 
     for failed in summary.failed:
         assert failed.violation is not None
-        typer.echo(
-            "\n".join(
-                [
-                    f"seed {failed.seed} FAILED: {failed.violation['kind']}: "
-                    f"{failed.violation['detail']}",
-                    f"  at {failed.violation['elapsed_ms']} ms simulated, node "
-                    f"{failed.violation['node']}",
-                    f"  plan: {json.dumps(failed.plan, sort_keys=True)}",
-                    f"  code: git {_find_git_commit()}",
-                    f"  replay: {build_replay_command(failed.seed, options, failed.nodes)}",
-                ]
-            ),
-            err=True,
-        )
+        lines = [
+            f"seed {failed.seed} FAILED: {failed.violation['kind']}: {failed.violation['detail']}",
+            f"  at {failed.violation['elapsed_ms']} ms simulated, node {failed.violation['node']}",
+            f"  plan: {json.dumps(failed.plan, sort_keys=True)}",
+            f"  code: git {_find_git_commit()}",
+            f"  replay: {replay or build_replay_command(failed.seed, options, failed.nodes)}",
+        ]
+        if replay is None:
+            lines.append(f"  shrink: {build_shrink_command(failed.seed, options, failed.nodes)}")
+        typer.echo("\n".join(lines), err=True)
     result = summary.to_json()
     if not as_json:
         typer.echo(_describe_summary(result))
     typer.echo(json.dumps(result, sort_keys=True))
     if summary.violations:
         raise typer.Exit(1)
+
+
+def _replay_scenario(path: Path, trace: Path | None, as_json: bool) -> None:
+    from taihang.sim.scenario import InvalidScenario, load_scenario
+
+    try:
+        scenario = load_scenario(path)
+    except InvalidScenario as exc:
+        _fail(exc.message)
+    _validate_binding(scenario.options.binding)
+    from taihang.errors import ConfigurationError
+
+    try:
+        summary = _run_one(scenario.seed, scenario.options, trace, scenario)
+    except ConfigurationError as exc:  # e.g. a twins scenario naming a binding twins cannot use
+        _fail(f"scenario file {path}: {exc.message}")
+    recorded = None if scenario.violation is None else scenario.violation["kind"]
+    violation = summary.failed[0].violation if summary.failed else None
+    found = None if violation is None else violation["kind"]
+    if found != recorded:
+        typer.echo(
+            f"note: {path} recorded {recorded or 'no violation'}, this run found "
+            f"{found or 'none'}: the code changed since the file was written",
+            err=True,
+        )
+    _finish(summary, scenario.options, as_json, replay=f"taihang sim --scenario {path}")
+
+
+def _validate_binding(binding: str) -> None:
+    from taihang.sim.cluster import load_binding
+
+    try:
+        load_binding(binding)
+    except (ImportError, AttributeError, ValueError) as exc:
+        _fail(
+            f"the scenario runs the binding {binding!r}, which does not load ({exc}); "
+            "a test mutant loads with tests/sim on PYTHONPATH"
+        )
+
+
+def _shrink(seed: int, options: SimOptions, path: Path, runs_max: int, as_json: bool) -> None:
+    from dataclasses import replace
+
+    from taihang.sim.scenario import save_scenario
+    from taihang.sim.shrink import SeedDoesNotFail, build_scenario, compute_size, shrink_seed
+
+    typer.echo(f"shrinking seed {seed}, at most {runs_max} runs", err=True)
+    try:
+        result = shrink_seed(seed, options, runs_max=runs_max)
+    except SeedDoesNotFail as exc:
+        _fail(f"{exc.message} (check the flags: they must be the failing run's)")
+    scenario = build_scenario(result)
+    provenance = {**(scenario.shrunk_from or {}), "code": f"git {_find_git_commit()}"}
+    try:
+        save_scenario(path, replace(scenario, shrunk_from=provenance))
+    except OSError as exc:
+        _fail(f"cannot write the scenario file: {exc}")
+    before, after = compute_size(result.original), compute_size(result.shrunk)
+    line = {
+        "seed": seed,
+        "violation": result.violation["kind"],
+        "runs": result.runs,
+        "exhausted": result.exhausted,
+        "original_size": before,
+        "size": after,
+        "scenario": str(path),
+    }
+    if not as_json:
+        changed = [
+            f"{key} {before[key]} -> {after[key]}" for key in before if before[key] != after[key]
+        ]
+        budget = "; the run budget ran out" if result.exhausted else ""
+        typer.echo(
+            f"seed {seed} still fails with {result.violation['kind']} after {result.runs} runs "
+            f"({result.wall_s:.1f} s){budget}\n"
+            f"plan: {', '.join(changed) or 'no reduction kept the failure'}\n"
+            f"scenario written to {path}; replay: taihang sim --scenario {path}"
+        )
+    typer.echo(json.dumps(line, sort_keys=True))
 
 
 def _describe_summary(result: dict[str, Any]) -> str:

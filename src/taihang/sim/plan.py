@@ -17,6 +17,11 @@ Byzantine, so it counts against f). With `byzantine > 0`, the Byzantine nodes (n
 ones) and their behaviours are drawn last, so the rest of the plan is the same as without.
 Half the restarts are "blinks" of at most 100 ms, which bring a node back inside the round it
 left, where forgotten safety data would bite.
+
+A plan can also be given explicitly (`FaultPlan.from_json`, a scenario file, the shrinker):
+`validate_plan` then refuses what the engine cannot run as written, above all a fault outside
+the faulty phase. The runner still draws the seed's own plan first, so every later draw of the
+run (latencies, message faults, ...) comes from the same RNG state as in the seed's run.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ import random
 from dataclasses import dataclass
 from typing import Any, Final
 
+from taihang.errors import ConfigurationError
 from taihang.sim.byzantine import BEHAVIOURS, draw_byzantine
+
+
+class InvalidPlan(ConfigurationError):
+    """An explicit fault plan or Twins scenario (a scenario file's) the engine cannot run."""
+
+    code = "invalid_plan"
+
 
 NODES_CHOICES: Final = (4, 4, 7)
 LATENCY_MS_MAX_CHOICES: Final = (5, 20, 80)
@@ -58,6 +71,18 @@ FAULT_KINDS: Final = (
     "crash",
     "crash_mid_step",
     "wipe",
+)
+# The keys of `FaultPlan.to_json`; "byzantine" is there only with Byzantine nodes.
+PLAN_KEYS: Final = (
+    "nodes",
+    "latency_ms_max",
+    "drop",
+    "duplicate",
+    "reorder",
+    "partitions",
+    "crashes",
+    "faulty_ms",
+    "txs_waiting",
 )
 # What `--without` accepts: the plan-level kinds a person can switch off while shrinking.
 MASKABLE_KINDS: Final = (
@@ -139,6 +164,36 @@ class FaultPlan:
         }
         if self.byzantine:  # absent without Byzantine nodes: honest traces stay as they were
             plan["byzantine"] = [[node, list(kinds)] for node, kinds in self.byzantine]
+        return plan
+
+    @classmethod
+    def from_json(cls, data: Any) -> FaultPlan:
+        """The plan `to_json` wrote; `InvalidPlan` for anything else (`validate_plan`)."""
+        if not isinstance(data, dict):
+            raise InvalidPlan(f"a plan is a JSON object, not {type(data).__name__}")
+        unknown = sorted(set(data) - set(PLAN_KEYS) - {"byzantine"})
+        missing = sorted(set(PLAN_KEYS) - set(data))
+        if unknown or missing:
+            raise InvalidPlan(f"plan keys: unknown {unknown}, missing {missing}")
+        plan = cls(
+            nodes=read_int(data["nodes"], "nodes"),
+            latency_ms_max=read_int(data["latency_ms_max"], "latency_ms_max"),
+            drop=_read_probability(data["drop"], "drop"),
+            duplicate=_read_probability(data["duplicate"], "duplicate"),
+            reorder=_read_probability(data["reorder"], "reorder"),
+            partitions=tuple(
+                _read_partition(p) for p in read_list(data["partitions"], "partitions")
+            ),
+            crashes=tuple(_read_crash(c) for c in read_list(data["crashes"], "crashes")),
+            faulty_ms=read_int(data["faulty_ms"], "faulty_ms"),
+            txs_waiting=tuple(
+                read_int(t, "txs_waiting") for t in read_list(data["txs_waiting"], "txs_waiting")
+            ),
+            byzantine=tuple(
+                _read_byzantine(b) for b in read_list(data.get("byzantine", []), "byzantine")
+            ),
+        )
+        validate_plan(plan)
         return plan
 
 
@@ -239,3 +294,101 @@ def _mask_crash(crash: Crash, without: frozenset[str]) -> Crash:
     if crash.mid_step and "crash_mid_step" in without:
         return Crash(crash.node, crash.at_ms, crash.down_ms, mid_step=False, wipe=crash.wipe)
     return crash
+
+
+# --- explicit plans (scenario files, shrinking) ---------------------------------------------
+def validate_plan(plan: FaultPlan) -> None:
+    """Refuse a plan the engine would run wrongly: faults outside the faulty phase (a crash
+    after healing would schedule its restart in the past), unknown nodes or behaviours, or
+    more Byzantine plus wiped nodes than f."""
+    n = plan.nodes
+    if n < 4:
+        raise InvalidPlan(f"nodes = {n}: n = 3f + 1 needs at least 4")
+    if plan.latency_ms_max < 1 or plan.faulty_ms < 1:
+        raise InvalidPlan("latency_ms_max and faulty_ms must be at least 1 ms")
+    if len(plan.txs_waiting) != n or min(plan.txs_waiting) < 0:
+        raise InvalidPlan(f"txs_waiting needs {n} counts >= 0, one per node")
+    for p in plan.partitions:
+        sides = set(p.side_a) | set(p.side_b)
+        if not p.side_a or not p.side_b or set(p.side_a) & set(p.side_b) or max(sides) >= n:
+            raise InvalidPlan(f"partition {p}: two disjoint, non-empty sides of nodes 0..{n - 1}")
+        if not 0 <= p.start_ms < p.end_ms <= plan.faulty_ms:
+            raise InvalidPlan(f"partition {p}: needs 0 <= start < end <= {plan.faulty_ms}")
+    for c in plan.crashes:
+        if not 0 <= c.node < n or not 0 <= c.at_ms < plan.faulty_ms or c.down_ms < 1:
+            raise InvalidPlan(
+                f"crash {c}: needs a node 0..{n - 1}, 0 <= at < {plan.faulty_ms}, down >= 1"
+            )
+        if c.wipe and c.mid_step:
+            raise InvalidPlan(f"crash {c}: a wipe strikes at an event boundary, not mid-step")
+    _validate_byzantine(plan)
+
+
+def _validate_byzantine(plan: FaultPlan) -> None:
+    nodes = [node for node, _ in plan.byzantine]
+    if len(set(nodes)) != len(nodes) or any(not 0 <= node < plan.nodes for node in nodes):
+        raise InvalidPlan(f"byzantine nodes {nodes}: distinct nodes 0..{plan.nodes - 1}")
+    for node, kinds in plan.byzantine:
+        unknown = sorted(set(kinds) - set(BEHAVIOURS))
+        if unknown:
+            raise InvalidPlan(f"node {node}: unknown behaviours {unknown}; known: {BEHAVIOURS}")
+    if set(nodes) & set(plan.wiped_nodes):
+        raise InvalidPlan("a wiped node cannot also be Byzantine")
+    if len(nodes) + len(plan.wiped_nodes) > (plan.nodes - 1) // 3:
+        raise InvalidPlan(f"Byzantine plus wiped nodes exceed f = {(plan.nodes - 1) // 3}")
+
+
+# JSON readers for explicit plans and Twins scenarios: each names the field it refuses.
+def read_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidPlan(f"{name}: expected an integer, got {value!r}")
+    return value
+
+
+def read_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidPlan(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _read_probability(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidPlan(f"{name}: expected a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def read_list(value: Any, name: str, length: int | None = None) -> list[Any]:
+    if not isinstance(value, list) or (length is not None and len(value) != length):
+        expected = "a list" if length is None else f"a list of {length}"
+        raise InvalidPlan(f"{name}: expected {expected}, got {value!r}")
+    return value
+
+
+def _read_partition(value: Any) -> Partition:
+    start_ms, end_ms, side_a, side_b, one_way = read_list(value, "partition", 5)
+    return Partition(
+        start_ms=read_int(start_ms, "partition start_ms"),
+        end_ms=read_int(end_ms, "partition end_ms"),
+        side_a=tuple(read_int(i, "partition side") for i in read_list(side_a, "side_a")),
+        side_b=tuple(read_int(i, "partition side") for i in read_list(side_b, "side_b")),
+        one_way=read_bool(one_way, "partition one_way"),
+    )
+
+
+def _read_crash(value: Any) -> Crash:
+    node, at_ms, down_ms, mid_step, wipe = read_list(value, "crash", 5)
+    return Crash(
+        node=read_int(node, "crash node"),
+        at_ms=read_int(at_ms, "crash at_ms"),
+        down_ms=read_int(down_ms, "crash down_ms"),
+        mid_step=read_bool(mid_step, "crash mid_step"),
+        wipe=read_bool(wipe, "crash wipe"),
+    )
+
+
+def _read_byzantine(value: Any) -> tuple[int, tuple[str, ...]]:
+    node, kinds = read_list(value, "byzantine entry", 2)
+    behaviours = read_list(kinds, "behaviours")
+    if not all(isinstance(kind, str) for kind in behaviours):
+        raise InvalidPlan(f"behaviours: expected names, got {behaviours!r}")
+    return read_int(node, "byzantine node"), tuple(behaviours)

@@ -4,7 +4,9 @@ Theory of operation: a run is a pure function of `(seed, SimOptions)` and the co
 one `random.Random(seed)`, draws the fault plan from it, derives the cluster's keys from the
 seed, and hands the same RNG to the engine. Nothing else is random, so `run_seed` is
 reproducible bit for bit (with fake or Ed25519 signatures), which is what makes a failing seed
-replayable and the trace comparable across processes.
+replayable and the trace comparable across processes. A run may be handed an explicit plan
+(a scenario file's, a shrinker's candidate): the seed's plan is drawn all the same and then
+set aside, so the rest of the run draws from the RNG state the seed's own run had.
 
 A campaign (`run_seeds`) farms seeds out to worker processes (spawned, so no state leaks from
 the parent), collects the results in seed order whatever order they finish in, and sums them
@@ -29,7 +31,7 @@ from taihang.sim.cluster import (
     load_binding,
 )
 from taihang.sim.engine import RunOutcome, Simulation
-from taihang.sim.plan import FAULT_KINDS, generate_plan
+from taihang.sim.plan import FAULT_KINDS, FaultPlan, InvalidPlan, generate_plan, validate_plan
 from taihang.sim.trace import HashSink, Trace, TraceSink
 
 TRACE_FORMAT_VERSION: Final = 1
@@ -85,21 +87,31 @@ class SeedResult:
     wall_s: float
 
 
-def run_seed(seed: int, options: SimOptions, sink: TraceSink | None = None) -> SeedResult:
-    """Run one seed; `sink` receives the trace (first line: the flags, second: the plan)."""
+def run_seed(
+    seed: int, options: SimOptions, sink: TraceSink | None = None, plan: FaultPlan | None = None
+) -> SeedResult:
+    """Run one seed; `sink` receives the trace (first line: the flags, second: the plan).
+
+    With `plan`, the run injects that plan instead of the one drawn from the seed (a scenario
+    file's, or a shrinker's candidate). The seed's plan is still drawn first, with `options`,
+    so every later draw (latencies, message faults, execution delays, ...) starts from the
+    same RNG state as in the seed's own run; `plan` must have the drawn n.
+    """
     if options.mode == "twins":
         from taihang.sim.twins import run_twins_seed
 
+        if plan is not None:
+            raise InvalidPlan("twins mode runs a scenario, not a fault plan")
         return run_twins_seed(seed, options, sink)
     started = time.perf_counter()
     rng = random.Random(seed)
-    plan = generate_plan(
-        rng,
-        nodes=options.nodes,
-        byzantine=options.byzantine,
-        faulty_ms=options.timing.faulty_ms,
-        without=options.without,
-    )
+    drawn = draw_plan(rng, options)
+    if plan is None:
+        plan = drawn
+    else:
+        validate_plan(plan)
+        if plan.nodes != drawn.nodes:
+            raise InvalidPlan(f"the plan has n = {plan.nodes}; seed {seed} drew {drawn.nodes}")
     binding = load_binding(options.binding)
     cluster = build_cluster(seed, plan.nodes, get_sim_suite(options.crypto), options.timing)
     healed_ms = compute_healed_ms(
@@ -116,6 +128,17 @@ def run_seed(seed: int, options: SimOptions, sink: TraceSink | None = None) -> S
         early_stop=options.early_stop,
     ).run()
     return build_seed_result(seed, plan.nodes, outcome, plan.to_json(), sink, started)
+
+
+def draw_plan(rng: random.Random, options: SimOptions) -> FaultPlan:
+    """The seed's plan: the run's first draws from `rng`."""
+    return generate_plan(
+        rng,
+        nodes=options.nodes,
+        byzantine=options.byzantine,
+        faulty_ms=options.timing.faulty_ms,
+        without=options.without,
+    )
 
 
 def open_trace(
@@ -222,6 +245,15 @@ def run_seeds(
 
 def build_replay_command(seed: int, options: SimOptions, nodes: int) -> str:
     """The command that replays `seed` with its trace, pinned to the n it ran with."""
+    return f"{_build_seed_command(seed, options, nodes)} --trace seed-{seed}.jsonl"
+
+
+def build_shrink_command(seed: int, options: SimOptions, nodes: int) -> str:
+    """The command that shrinks failing `seed` to a scenario file."""
+    return f"{_build_seed_command(seed, options, nodes)} --shrink seed-{seed}.scenario.json"
+
+
+def _build_seed_command(seed: int, options: SimOptions, nodes: int) -> str:
     parts = [
         f"taihang sim --mode {options.mode}",
         f"--seed {seed}",
@@ -236,5 +268,4 @@ def build_replay_command(seed: int, options: SimOptions, nodes: int) -> str:
         parts.append("--no-early-stop")
     if options.binding != DEFAULT_BINDING:
         parts.append(f"--core {options.binding}")
-    parts.append(f"--trace seed-{seed}.jsonl")
     return " ".join(parts)

@@ -21,10 +21,15 @@ Theory of operation
   commits and signed messages are not checked). Honest nodes are judged as in random mode.
 * **Reuse.** `TwinsSimulation` is the random-mode engine with n + t nodes, sends addressed to
   an identity fanned out to every instance holding it, and the network swapped.
+* **Explicit scenarios.** `run_twins_seed` may be handed a scenario (`Scenario.from_json`, a
+  scenario file, the shrinker): the seed's scenario is still drawn first, so the run's later
+  draws start from the same RNG state. A binding other than the production one (a test
+  mutant) must subclass `JolteonBinding`; it is mixed under `TwinsBinding`.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import random
 import time
@@ -41,12 +46,27 @@ from taihang.consensus.messages import (
     Vote,
     encode_message,
 )
+from taihang.errors import ConfigurationError
 from taihang.sim.checkers import Violation
-from taihang.sim.cluster import Cluster, build_cluster, compute_healed_ms, get_sim_suite
+from taihang.sim.cluster import (
+    DEFAULT_BINDING,
+    Cluster,
+    build_cluster,
+    compute_healed_ms,
+    get_sim_suite,
+)
 from taihang.sim.engine import _DELIVER, Simulation
 from taihang.sim.jolteon import JolteonBinding
 from taihang.sim.node import SimNode, SimPayload
-from taihang.sim.plan import LATENCY_MS_MAX_CHOICES, TXS_PER_BLOCK, TXS_WAITING_CHOICES, FaultPlan
+from taihang.sim.plan import (
+    LATENCY_MS_MAX_CHOICES,
+    TXS_PER_BLOCK,
+    TXS_WAITING_CHOICES,
+    FaultPlan,
+    InvalidPlan,
+    read_int,
+    read_list,
+)
 from taihang.sim.runner import SeedResult, SimOptions, build_seed_result, open_trace
 from taihang.sim.trace import TraceSink
 
@@ -94,6 +114,59 @@ class Scenario:
                 {"leader": r.leader, "groups": [list(g) for g in r.groups]} for r in self.rounds
             ],
         }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Scenario:
+        """The scenario `to_json` wrote; `InvalidPlan` for anything else (`validate_scenario`)."""
+        keys = {"nodes", "twinned", "instances", "round_ms", "latency_ms_max", "txs_waiting"}
+        if not isinstance(data, dict) or set(data) != keys | {"rounds"}:
+            raise InvalidPlan(f"a Twins scenario is an object with the keys {sorted(keys)}, rounds")
+        scenario = cls(
+            nodes=read_int(data["nodes"], "nodes"),
+            twinned=tuple(read_int(v, "twinned") for v in read_list(data["twinned"], "twinned")),
+            rounds=tuple(_read_round(r) for r in read_list(data["rounds"], "rounds")),
+            round_ms=read_int(data["round_ms"], "round_ms"),
+            latency_ms_max=read_int(data["latency_ms_max"], "latency_ms_max"),
+            txs_waiting=tuple(
+                read_int(t, "txs_waiting") for t in read_list(data["txs_waiting"], "txs_waiting")
+            ),
+        )
+        if data["instances"] != list(scenario.instances):
+            raise InvalidPlan(f"instances: expected {list(scenario.instances)}")
+        validate_scenario(scenario)
+        return scenario
+
+
+def _read_round(value: Any) -> ScenarioRound:
+    if not isinstance(value, dict) or set(value) != {"leader", "groups"}:
+        raise InvalidPlan(f"a scenario round is an object with a leader and groups: {value!r}")
+    groups = read_list(value["groups"], "groups")
+    return ScenarioRound(
+        leader=read_int(value["leader"], "leader"),
+        groups=tuple(tuple(read_int(i, "group") for i in read_list(g, "group")) for g in groups),
+    )
+
+
+def validate_scenario(scenario: Scenario) -> None:
+    """Refuse a scenario the engine would run wrongly: every round's groups must split the
+    instances exactly, its leader must be a validator, and twins are f validators."""
+    n = scenario.nodes
+    if n not in TWINS_NODES:
+        raise InvalidPlan(f"nodes = {n}: twins mode runs n in {TWINS_NODES}")
+    twinned = scenario.twinned
+    if len(set(twinned)) != (n - 1) // 3 or any(not 0 <= v < n for v in twinned):
+        raise InvalidPlan(f"twinned {list(twinned)}: {(n - 1) // 3} distinct validators of {n}")
+    if scenario.round_ms < 1 or scenario.latency_ms_max < 1 or not scenario.rounds:
+        raise InvalidPlan("round_ms and latency_ms_max must be >= 1, with at least one round")
+    if len(scenario.txs_waiting) != n or min(scenario.txs_waiting) < 0:
+        raise InvalidPlan(f"txs_waiting needs {n} counts >= 0, one per validator")
+    instances = list(range(len(scenario.instances)))
+    for index, round_ in enumerate(scenario.rounds, start=1):
+        if not 0 <= round_.leader < n:
+            raise InvalidPlan(f"round {index}: leader {round_.leader} is not a validator")
+        members = sorted(i for group in round_.groups for i in group)
+        if members != instances or not all(round_.groups):
+            raise InvalidPlan(f"round {index}: groups must split the instances {instances}")
 
 
 def compute_quorum(nodes: int) -> int:
@@ -293,13 +366,43 @@ class TwinsSimulation(Simulation):
                 self._schedule(delay_ms, _DELIVER, target, node.index, data)
 
 
-def run_twins_seed(seed: int, options: SimOptions, sink: TraceSink | None = None) -> SeedResult:
-    """Run one Twins seed (n = `options.nodes`, default 4); the trace records the scenario."""
+def build_twins_binding(scenario: Scenario, spec: str) -> TwinsBinding:
+    """The Twins binding; a test mutant (a `JolteonBinding` subclass) goes under it."""
+    if spec == DEFAULT_BINDING:
+        return TwinsBinding(scenario)
+    module_name, _, attribute = spec.partition(":")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    if not (isinstance(factory, type) and issubclass(factory, JolteonBinding)):
+        raise ConfigurationError(f"twins mode binds JolteonBinding subclasses, not {spec!r}")
+    mixed = type(f"Twins{factory.__name__}", (TwinsBinding, factory), {})
+    binding: TwinsBinding = mixed(scenario)
+    return binding
+
+
+def run_twins_seed(
+    seed: int,
+    options: SimOptions,
+    sink: TraceSink | None = None,
+    scenario: Scenario | None = None,
+) -> SeedResult:
+    """Run one Twins seed (n = `options.nodes`, default 4); the trace records the scenario.
+
+    With `scenario`, the run plays it instead of the one drawn from the seed; the seed's is
+    drawn all the same, so the run's later draws are the seed's. It must have the drawn n.
+    """
     started = time.perf_counter()
     rng = random.Random(seed)
-    scenario = generate_scenario(rng, options.nodes or TWINS_NODES[0])
+    drawn = generate_scenario(rng, options.nodes or TWINS_NODES[0])
+    if scenario is None:
+        scenario = drawn
+    else:
+        validate_scenario(scenario)
+        if scenario.nodes != drawn.nodes:
+            raise InvalidPlan(
+                f"the scenario has n = {scenario.nodes}; seed {seed} drew {drawn.nodes}"
+            )
     plan = build_twins_plan(scenario)
-    binding = TwinsBinding(scenario)
+    binding = build_twins_binding(scenario, options.binding)
     cluster = build_cluster(seed, plan.nodes, get_sim_suite(options.crypto), options.timing)
     healed_ms = compute_healed_ms(
         options.timing, binding.compute_round_timeout_max_ms(options.timing)
