@@ -17,8 +17,10 @@ $(STAMP): $(BIN)/python $(PROJECT_FILES)
 
 install: $(STAMP)
 
+# NODES=1 until the multi-node runtime lands; then `make up` runs 4 organisations.
+NODES ?= 1
 up: $(STAMP)
-	$(BIN)/taihang up --nodes 1 --demo
+	$(BIN)/taihang up --nodes $(NODES) --demo
 
 down: $(STAMP)
 	$(BIN)/taihang down

@@ -14,7 +14,7 @@ from taihang.cli.network import Network, init_network
 
 @pytest.fixture
 def network(tmp_path: Path) -> Network:
-    return init_network(tmp_path / "net")
+    return init_network(tmp_path / "net", nodes=1)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def api_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
-    network = init_network(tmp_path_factory.mktemp("api") / "net")
+    network = init_network(tmp_path_factory.mktemp("api") / "net", nodes=1)
     home = network.nodes[0].home
     config = load_config(home / "config.toml")
     config.mempool.txs_max = 300  # small, so "mempool full" is reachable
@@ -82,6 +83,22 @@ def test_status_and_blocks_have_the_wire_forms(http: httpx.Client) -> None:
         older = http.get("/api/v1/blocks", params={"cursor": page["next_cursor"]}).json()
         assert older["blocks"][0]["height"] == page["next_cursor"]
     assert http.get("/healthz").json() == {"status": "ok"}
+
+
+def test_status_reports_consensus(api_node: RunningNode, http: httpx.Client) -> None:
+    """A one-node network: the node leads every round, has no peers, and keeps committing."""
+    deadline = time.monotonic() + 10
+    status = http.get("/api/v1/status").json()
+    while status["last_commit_ms"] is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = http.get("/api/v1/status").json()
+    assert status["peers"] == []
+    assert status["leader"] == status["validator"]
+    assert isinstance(status["round"], int) and status["round"] >= 1
+    assert abs(time.time() * 1000 - status["last_commit_ms"]) < 60_000
+    with api_node.client() as client:
+        parsed = client.status()
+    assert parsed.peers == [] and parsed.leader == parsed.validator and parsed.round >= 1
 
 
 def test_submit_and_wait_returns_receipt_with_events(

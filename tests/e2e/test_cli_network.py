@@ -32,6 +32,10 @@ def test_up_status_down_cycle(tmp_path: Path) -> None:
         assert node["running"] is True
         assert isinstance(node["height"], int) and node["height"] >= 1
         assert str(node["api"]).startswith("http://127.0.0.1:")
+        assert node["peers"] == [] and node["leader"] == node["validator"]
+        assert isinstance(node["round"], int) and isinstance(node["last_commit_ms"], int)
+        table = run_cli("status", home=home).stdout.splitlines()
+        assert table[1].split()[:2] == ["node1", "running"] and "s ago" in table[1]
         pid = node["pid"]
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert str((home / "nodes" / "node1").resolve()).encode() in cmdline
@@ -43,6 +47,7 @@ def test_up_status_down_cycle(tmp_path: Path) -> None:
     [stopped] = status(home)
     assert stopped["running"] is False
     assert stopped["height"] is None and stopped["pid"] is None
+    assert stopped["round"] is None and stopped["peers"] is None
 
 
 def test_commands_without_a_network_say_so(tmp_path: Path) -> None:
@@ -55,7 +60,7 @@ def test_up_with_demo_runs_until_interrupted(tmp_path: Path) -> None:
     """What `make up` runs: the network, a demo workload, and a clean stop on Ctrl-C."""
     home = tmp_path / "net"
     process = subprocess.Popen(
-        [*TAIHANG, "up", "--home", str(home), "--demo"],
+        [*TAIHANG, "up", "--nodes", "1", "--home", str(home), "--demo"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

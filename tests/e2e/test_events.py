@@ -45,7 +45,7 @@ class History:
 
 @pytest.fixture(scope="module")
 def ev_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
-    running = RunningNode(init_network(tmp_path_factory.mktemp("events") / "net"))
+    running = RunningNode(init_network(tmp_path_factory.mktemp("events") / "net", nodes=1))
     running.start()
     yield running
     running.stop()

@@ -63,7 +63,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture(scope="module")
 def metrics_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
-    running = RunningNode(init_network(tmp_path_factory.mktemp("metrics") / "net"))
+    running = RunningNode(init_network(tmp_path_factory.mktemp("metrics") / "net", nodes=1))
     running.start()
     yield running
     running.stop()

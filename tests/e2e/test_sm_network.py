@@ -24,7 +24,7 @@ def test_sm_network_end_to_end(tmp_path: Path) -> None:
     home = tmp_path / "net"
     env = {"TAIHANG_KEY_PASSWORD": "correct-horse"}
     try:
-        run_cli("up", "--detach", "--crypto", "sm", home=home)
+        run_cli("up", "--detach", "--nodes", "1", "--crypto", "sm", home=home)
         genesis = json.loads((home / "genesis.json").read_text())
         assert genesis["crypto"] == "sm"
         run_cli("key", "new", "alice", home=home, env=env)

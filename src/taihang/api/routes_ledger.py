@@ -27,8 +27,10 @@ HEIGHT_DIGITS_MAX = 18  # below 2**63: larger heights cannot exist
 
 @router.get("/status")
 async def status(request: Request) -> Response:
-    """The node's view: channel, committed `height`, `executed_height`, mempool, version."""
+    """The node's view: channel, committed `height`, `executed_height`, mempool, version, and
+    consensus: `round`, `leader`, connected `peers` (node names) and `last_commit_ms`."""
     node, chain = get_node(request), get_chain(request)
+    consensus = node.consensus_info()
     return json_response(
         {
             "node": node.config.name,
@@ -41,6 +43,10 @@ async def status(request: Request) -> Response:
             "mempool_size": len(node.mempool),
             "version": __version__,
             "uptime_ms": int(time.time() * 1000) - node.started_ms,
+            "round": consensus["round"],
+            "leader": consensus["leader"],
+            "peers": consensus["peers"],
+            "last_commit_ms": consensus["last_commit_ms"],
         }
     )
 

@@ -72,11 +72,11 @@ def print_json(data: Any) -> None:
 @app.command()
 def init(
     home: HomeOption = DEFAULT_HOME,
-    nodes: int = 1,
+    nodes: Annotated[int, typer.Option(help="Organisations, one validator each (1-16).")] = 4,
     channel: str = "default",
     crypto: str = "ed25519",
 ) -> None:
-    """Create a network directory: org CA, node keys and TLS certs, genesis, configs."""
+    """Create a network directory: an org CA per node, node keys and TLS certs, genesis."""
     from taihang.cli.network import init_network
 
     network = init_network(home, nodes=nodes, channel=channel, crypto=crypto)
@@ -86,7 +86,9 @@ def init(
 @app.command()
 def up(
     home: HomeOption = DEFAULT_HOME,
-    nodes: int = 1,
+    nodes: Annotated[
+        int | None, typer.Option(help="Nodes of a new network, one org each (default 4).")
+    ] = None,
     detach: bool = False,
     demo: bool = False,
     crypto: Annotated[str, typer.Option(help="Suite of a new network: ed25519 or sm.")] = "ed25519",
@@ -112,19 +114,17 @@ def down(home: HomeOption = DEFAULT_HOME) -> None:
 def status(
     home: HomeOption = DEFAULT_HOME, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
-    """Show every node's height and process."""
-    from taihang.cli.up import collect_status
+    """Show every node's height, round, leader, peers, last commit and process."""
+    import time
+
+    from taihang.cli.up import collect_status, format_status_table
 
     nodes = collect_status(home)
     if as_json:
         typer.echo(json.dumps({"nodes": nodes}))
         return
-    for node in nodes:
-        state = "running" if node["running"] else "stopped"
-        typer.echo(
-            f"{node['name']:8} {state:8} height={node['height']} pid={node['pid']} "
-            f"api={node['api']}"
-        )
+    for line in format_status_table(nodes, now_ms=time.time_ns() // 1_000_000):
+        typer.echo(line)
 
 
 @node_app.command("start")

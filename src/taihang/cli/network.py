@@ -1,11 +1,16 @@
 """The local network directory: `init`, starting and stopping node processes, status.
 
 Layout of a network directory (default `./.taihang`):
-  network.toml            channel, crypto suite, and each node's name, home and API port
+  network.toml            channel, crypto suite, and each node's name, org, home, API and P2P port
   genesis.json            the channel's genesis document
   orgs/<org>/ca.pem       the org CA certificate (ca.key beside it, mode 0600)
   keys/<name>.json        the CLI's key store; `admin` is the unencrypted development key
   nodes/<node>/           a node home: config.toml, genesis.json, node_key.json, TLS files, data/
+
+A network of N nodes has N organisations `org1..orgN`, each with its own CA and one validator
+(`node<i>` in `org<i>`, weight 1), so no single CA vouches for a quorum. Every node listens on
+its own API and P2P port on 127.0.0.1 and lists every other node as a peer. A one-node network
+has no P2P port (0) and no peers: it runs the single-validator runtime.
 """
 
 from __future__ import annotations
@@ -33,8 +38,17 @@ from taihang.ledger.genesis import (
     OrgSpec,
     ValidatorSpec,
     encode_genesis_json,
+    validate_genesis,
 )
-from taihang.node.config import ApiConfig, NodeConfig, save_config
+from taihang.ledger.transaction import is_valid_name
+from taihang.node.config import (
+    ApiConfig,
+    NodeConfig,
+    P2PConfig,
+    PeerConfig,
+    save_config,
+    validate_config,
+)
 from taihang.node.home import LOG_FILE, find_running_pid
 from taihang.node.pki import build_org_ca, issue_node_certificate
 from taihang.node.safety import create_safety_record
@@ -44,6 +58,9 @@ NETWORK_FILE = "network.toml"
 DEV_KEY_NAME = "admin"
 DEFAULT_HOME = Path(".taihang")
 DEV_KEY_BALANCE = 1_000_000_000
+DEFAULT_NODES = 4
+NODES_MAX = 16  # a local network on one machine; beyond this, use real hosts
+LOCAL_HOST = "127.0.0.1"
 
 
 @dataclass
@@ -51,6 +68,8 @@ class NodeEntry:
     name: str
     home: Path
     api_port: int
+    p2p_port: int = 0  # 0: a one-node network, no P2P listener
+    org: str = "org1"
 
     @property
     def api(self) -> str:
@@ -73,12 +92,6 @@ class Network:
         return self.nodes[0].api
 
 
-def find_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def load_network(path: Path) -> Network:
     file = path / NETWORK_FILE
     if not file.exists():
@@ -88,40 +101,109 @@ def load_network(path: Path) -> Network:
         )
     data = tomllib.loads(file.read_text())
     nodes = [
-        NodeEntry(n["name"], (path / n["home"]).resolve(), int(n["api_port"]))
+        NodeEntry(
+            n["name"],
+            (path / n["home"]).resolve(),
+            int(n["api_port"]),
+            int(n.get("p2p_port", 0)),
+            str(n.get("org", "org1")),
+        )
         for n in data["nodes"]
     ]
     return Network(path.resolve(), data["channel"], data["crypto"], nodes)
 
 
+def find_free_port() -> int:
+    return find_free_ports(1)[0]
+
+
+def find_free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1: every socket stays bound until all are chosen."""
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            for _ in range(count)
+        ]
+        for sock in sockets:
+            sock.bind((LOCAL_HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """What `init` decides for one node before writing anything: identity and ports."""
+
+    name: str
+    org: str
+    api_port: int
+    p2p_port: int
+    peers: list[PeerConfig]
+
+
+def plan_nodes(count: int) -> list[NodePlan]:
+    """Node i in org i, distinct free ports, and every other node as a peer.
+
+    A one-node network gets no P2P port and no peers: it runs the single-validator runtime.
+    """
+    names = [f"node{i}" for i in range(1, count + 1)]
+    ports = find_free_ports(count if count == 1 else 2 * count)
+    api_ports = ports[:count]
+    p2p_ports = ports[count:] if count > 1 else [0]
+    return [
+        NodePlan(
+            name=name,
+            org=f"org{i}",
+            api_port=api_ports[i - 1],
+            p2p_port=p2p_ports[i - 1],
+            peers=[
+                PeerConfig(name=other, host=LOCAL_HOST, port=port)
+                for other, port in zip(names, p2p_ports, strict=True)
+                if other != name
+            ],
+        )
+        for i, name in enumerate(names, start=1)
+    ]
+
+
 def init_network(
-    path: Path, *, nodes: int = 1, channel: str = "default", crypto: str = "ed25519"
+    path: Path, *, nodes: int = DEFAULT_NODES, channel: str = "default", crypto: str = "ed25519"
 ) -> Network:
-    """Create a network directory: CAs, keys, genesis and node homes."""
+    """Create a network directory: an org with its own CA per node, keys, genesis, node homes."""
     if (path / NETWORK_FILE).exists():
         raise ConfigurationError(f"a network already exists at {path}")
-    if nodes != 1:
-        raise ConfigurationError("this release runs single-validator networks (--nodes 1)")
+    if not 1 <= nodes <= NODES_MAX:
+        raise ConfigurationError(f"--nodes must be between 1 and {NODES_MAX}, not {nodes}")
+    if not is_valid_name(channel):
+        raise ConfigurationError(f"invalid channel name {channel!r}")
     get_suite(crypto)  # an unknown suite fails here, before anything is written
     path.mkdir(parents=True, exist_ok=True)
     path = path.resolve()
-    org = _create_org(path, "org1")
+    plans = plan_nodes(nodes)
+    orgs = {plan.org: _create_org(path, plan.org) for plan in plans}
     admin = KeyStore(path / "keys").new(DEV_KEY_NAME, None, crypto, development=True)
-    created = [_create_node(path, f"node{i}", org, channel, crypto) for i in range(1, nodes + 1)]
+    created = [_create_node(path, plan, orgs[plan.org], channel, crypto) for plan in plans]
     genesis = Genesis(
         protocol_version=PROTOCOL_VERSION,
         channel=channel,
         crypto=crypto,
         timestamp_ms=time.time_ns() // 1_000_000,
-        orgs=[OrgSpec(id=org.id, name="Organisation 1", ca_cert_pem=org.ca_cert.decode())],
+        orgs=[
+            OrgSpec(
+                id=org.id,
+                name=f"Organisation {org.id.removeprefix('org')}",
+                ca_cert_pem=org.ca_cert.decode(),
+            )
+            for org in orgs.values()
+        ],
         validators=[validator for _, validator in created],
-        members=[
+        members=[  # the development admin administers org1 and issues the `asset` token
             MemberSpec(
-                public_key=admin.public_key.hex(), org=org.id, roles=["admin", "issuer", "member"]
+                public_key=admin.public_key.hex(), org="org1", roles=["admin", "issuer", "member"]
             )
         ],
         balances=[BalanceSpec(address=admin.address, amount=DEV_KEY_BALANCE)],
     )
+    validate_genesis(genesis)
     encoded = encode_genesis_json(genesis)
     (path / "genesis.json").write_bytes(encoded)
     entries = [entry for entry, _ in created]
@@ -148,31 +230,37 @@ def _create_org(path: Path, org_id: str) -> _Org:
 
 
 def _create_node(
-    path: Path, name: str, org: _Org, channel: str, crypto: str
+    path: Path, plan: NodePlan, org: _Org, channel: str, crypto: str
 ) -> tuple[NodeEntry, ValidatorSpec]:
-    """A node home: its key (with the safety record), TLS certificate and config."""
+    """A node home: its key (with the safety record), TLS certificate from its org's CA, config."""
     suite = get_suite(crypto)
-    home = path / "nodes" / name
+    home = path / "nodes" / plan.name
     home.mkdir(parents=True, exist_ok=True)
     node_key = save_key(
         home / "node_key.json",
         generate_seed(suite),
-        name=name,
+        name=plan.name,
         suite=suite,
         password=None,
         development=True,
     )
     create_safety_record(home)  # with the key: see node/safety.py
     tls_key, tls_cert = issue_node_certificate(
-        org.ca_key, org.ca_cert, node_name=name, org_id=org.id, hosts=["127.0.0.1", "localhost"]
+        org.ca_key, org.ca_cert, node_name=plan.name, org_id=org.id, hosts=[LOCAL_HOST, "localhost"]
     )
     _write_private(home / "tls.key", tls_key)
     (home / "tls.pem").write_bytes(tls_cert)
-    port = find_free_port()
-    config = NodeConfig(name=name, channel=channel, api=ApiConfig(port=port))
+    config = NodeConfig(
+        name=plan.name,
+        channel=channel,
+        api=ApiConfig(host=LOCAL_HOST, port=plan.api_port),
+        p2p=P2PConfig(host=LOCAL_HOST, port=plan.p2p_port, peers=plan.peers),
+    )
+    validate_config(config)
     save_config(home / "config.toml", config)
-    validator = ValidatorSpec(name=name, org=org.id, public_key=node_key.public_key.hex())
-    return NodeEntry(name, home, port), validator
+    validator = ValidatorSpec(name=plan.name, org=org.id, public_key=node_key.public_key.hex())
+    entry = NodeEntry(plan.name, home, plan.api_port, plan.p2p_port, org.id)
+    return entry, validator
 
 
 def _save_network_file(path: Path, channel: str, crypto: str, entries: list[NodeEntry]) -> None:
@@ -180,7 +268,13 @@ def _save_network_file(path: Path, channel: str, crypto: str, entries: list[Node
         "channel": channel,
         "crypto": crypto,
         "nodes": [
-            {"name": e.name, "home": str(e.home.relative_to(path)), "api_port": e.api_port}
+            {
+                "name": e.name,
+                "org": e.org,
+                "home": str(e.home.relative_to(path)),
+                "api_port": e.api_port,
+                "p2p_port": e.p2p_port,
+            }
             for e in entries
         ],
     }

@@ -9,8 +9,10 @@ from typing import Any
 import typer
 
 from taihang.cli.network import (
+    DEFAULT_NODES,
     NETWORK_FILE,
     Network,
+    NodeEntry,
     init_network,
     load_network,
     start_node,
@@ -19,35 +21,112 @@ from taihang.cli.network import (
 from taihang.errors import TaihangError
 from taihang.node.home import find_running_pid
 from taihang.sdk.client import Client
+from taihang.sdk.models import Status
 
 START_TIMEOUT_S = 60.0
+STATUS_TIMEOUT_S = 2.0
+ADDRESS_CHARS = 40
 
 
-def fetch_height(api: str) -> int | None:
+def fetch_status(api: str) -> Status | None:
+    """The node's `/api/v1/status`, or None when it does not answer."""
     try:
-        with Client(api, timeout_s=2.0) as client:
-            return client.status().height
+        with Client(api, timeout_s=STATUS_TIMEOUT_S) as client:
+            return client.status()
     except TaihangError:
         return None
 
 
+def fetch_height(api: str) -> int | None:
+    status = fetch_status(api)
+    return None if status is None else status.height
+
+
+def describe_node(entry: NodeEntry) -> dict[str, Any]:
+    """One node as `taihang status --json` lists it.
+
+    What only the node can tell (height, round, leader, peers, last commit, validator) is null
+    when it is stopped or does not answer.
+    """
+    pid = find_running_pid(entry.home)
+    status = fetch_status(entry.api) if pid is not None else None
+    return {
+        "name": entry.name,
+        "org": entry.org,
+        "api": entry.api,
+        "p2p_port": entry.p2p_port or None,
+        "home": str(entry.home),
+        "running": pid is not None,
+        "pid": pid,
+        "height": None if status is None else status.height,
+        "round": None if status is None else status.round,
+        "leader": None if status is None else status.leader,
+        "peers": None if status is None else list(status.peers),
+        "last_commit_ms": None if status is None else status.last_commit_ms,
+        "validator": None if status is None else status.validator,
+    }
+
+
 def collect_status(home: Path) -> list[dict[str, Any]]:
-    network = load_network(home)
-    nodes = []
-    for entry in network.nodes:
-        pid = find_running_pid(entry.home)
-        height = fetch_height(entry.api) if pid is not None else None
-        nodes.append(
-            {
-                "name": entry.name,
-                "api": entry.api,
-                "running": pid is not None,
-                "height": height,
-                "pid": pid,
-                "home": str(entry.home),
-            }
+    return [describe_node(entry) for entry in load_network(home).nodes]
+
+
+STATUS_COLUMNS = (
+    "NAME",
+    "STATE",
+    "HEIGHT",
+    "ROUND",
+    "LEADER",
+    "PEERS",
+    "LAST COMMIT",
+    "PID",
+    "API",
+)
+
+
+def format_status_table(nodes: list[dict[str, Any]], now_ms: int) -> list[str]:
+    """`taihang status` for people: one aligned row per node, `-` where a node did not say."""
+    names_by_address = {n["validator"]: n["name"] for n in nodes if n["validator"] is not None}
+    rows = [list(STATUS_COLUMNS)]
+    for node in nodes:
+        peers = node["peers"]
+        rows.append(
+            [
+                node["name"],
+                "running" if node["running"] else "stopped",
+                _text(node["height"]),
+                _text(node["round"]),
+                _leader_label(node["leader"], names_by_address),
+                "-" if peers is None else (",".join(peers) or "none"),
+                _age_label(node["last_commit_ms"], now_ms, answered=node["height"] is not None),
+                _text(node["pid"]),
+                node["api"],
+            ]
         )
-    return nodes
+    widths = [max(len(row[i]) for row in rows) for i in range(len(STATUS_COLUMNS))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _text(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _leader_label(leader: str | None, names_by_address: dict[str, str]) -> str:
+    """The leader's node name when it is one of ours; a long address shortened otherwise."""
+    if leader is None:
+        return "-"
+    name = names_by_address.get(leader, leader)
+    return f"{name[:10]}..." if len(name) == ADDRESS_CHARS else name
+
+
+def _age_label(last_commit_ms: int | None, now_ms: int, *, answered: bool) -> str:
+    if last_commit_ms is None:
+        return "never" if answered else "-"
+    age_s = max(0, now_ms - last_commit_ms) / 1000
+    return f"{age_s:.1f} s ago" if age_s < 10 else f"{age_s:.0f} s ago"
 
 
 def wait_for_commit(network: Network, start_heights: dict[str, int | None]) -> str | None:
@@ -76,22 +155,34 @@ def wait_for_commit(network: Network, start_heights: dict[str, int | None]) -> s
     return f"no commit within {START_TIMEOUT_S:.0f} s on: {', '.join(sorted(pending))}"
 
 
-def run_up(home: Path, *, nodes: int, detach: bool, demo: bool, crypto: str = "ed25519") -> int:
+def load_or_init_network(home: Path, *, nodes: int | None, crypto: str) -> Network:
+    """The network at `home`, created with `nodes` (default 4) and `crypto` if there is none."""
     if not (home / NETWORK_FILE).exists():
-        init_network(home, nodes=nodes, crypto=crypto)
-        typer.echo(f"created a new {crypto} network in {home.resolve()}")
+        count = DEFAULT_NODES if nodes is None else nodes
+        init_network(home, nodes=count, crypto=crypto)
+        typer.echo(f"created a new {crypto} network of {count} node(s) in {home.resolve()}")
+        return load_network(home)
     network = load_network(home)
     if crypto not in (network.crypto, "ed25519"):
         typer.echo(f"note: the existing network uses {network.crypto}; --crypto is ignored")
+    if nodes is not None and nodes != len(network.nodes):
+        typer.echo(
+            f"note: the existing network has {len(network.nodes)} node(s); --nodes is ignored"
+        )
+    return network
+
+
+def run_up(
+    home: Path, *, nodes: int | None, detach: bool, demo: bool, crypto: str = "ed25519"
+) -> int:
+    network = load_or_init_network(home, nodes=nodes, crypto=crypto)
     start_heights: dict[str, int | None] = {}
-    started = []
     for entry in network.nodes:
         if find_running_pid(entry.home) is not None:
             start_heights[entry.name] = fetch_height(entry.api)
             continue
         start_heights[entry.name] = None
         start_node(entry)
-        started.append(entry)
     reason = wait_for_commit(network, start_heights)
     if reason is not None:
         typer.echo(f"error: the network did not commit: {reason}", err=True)
@@ -116,13 +207,17 @@ def run_up(home: Path, *, nodes: int, detach: bool, demo: bool, crypto: str = "e
 
 
 def print_endpoints(network: Network) -> None:
-    typer.echo(f"network {network.channel!r} is committing ({network.path})")
+    count = len(network.nodes)
+    typer.echo(f"network {network.channel!r} of {count} node(s) is committing ({network.path})")
     for entry in network.nodes:
-        typer.echo(f"  {entry.name}: API {entry.api}/api/v1/status   home {entry.home}")
+        p2p = f"   P2P 127.0.0.1:{entry.p2p_port}" if entry.p2p_port else ""
+        typer.echo(f"  {entry.name} ({entry.org}): API {entry.api}/api/v1/status{p2p}")
+        typer.echo(f"      home {entry.home}")
     home = f" --home {network.path}" if network.path != Path(".taihang").resolve() else ""
     typer.echo("try next:")
+    typer.echo(f"  taihang status{home}")
     typer.echo(f"  taihang key new alice{home}")
     typer.echo(f"  taihang member add alice{home}")
     typer.echo(f"  taihang tx send asset transfer --to alice --amount 10{home}")
     typer.echo(f"  taihang query asset balance alice{home}")
-    typer.echo(f"  taihang status{home}   taihang down{home}")
+    typer.echo(f"  taihang events tail{home}   taihang down{home}")

@@ -21,6 +21,11 @@ class Status(msgspec.Struct, frozen=True):
     mempool_size: int
     version: str
     uptime_ms: int
+    # Consensus, as the node sees it; the defaults let older nodes' answers parse.
+    round: int = 0
+    leader: str | None = None  # the validator address leading the current round
+    peers: list[str] = []  # names of the nodes it is connected to
+    last_commit_ms: int | None = None  # wall-clock ms of its last commit since it started
 
 
 class Event(msgspec.Struct):
