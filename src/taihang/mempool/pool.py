@@ -198,6 +198,25 @@ class Mempool:
             self._enqueue(record)
         self._insert(record, tx)
 
+    def restore(self, tx: Transaction, *, account_nonce: int, next_height: int) -> None:
+        """Put back a transaction whose block lost a fork, or raise `MempoolRejection`.
+
+        With several proposers, `take` (and `exclude`) hand a nonce out when a block that
+        holds it is proposed; when that block is abandoned, the nonce was never used. If the
+        executed state has not consumed it, `base` moves back down to it, so the sender's
+        next block can carry it again. Should another committed block hold the same nonce
+        after all, the copy gets a `rejected` receipt: a wasted slot, never a lost tx.
+        """
+        record = self._senders.get(tx.sender)
+        floor = account_nonce if record is None else max(account_nonce, record.state_nonce)
+        if record is None or not floor <= tx.nonce < record.base:
+            self.add(tx, account_nonce=account_nonce, next_height=next_height)
+            return
+        self._validate_add(tx, record, tx.nonce, [], next_height)
+        record.state_nonce = floor
+        record.base = tx.nonce  # every pending nonce is above the old base, so above this
+        self._insert(record, tx)  # the new head: queued unless the sender already is
+
     def _validate_add(
         self,
         tx: Transaction,

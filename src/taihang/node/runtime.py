@@ -29,13 +29,19 @@ import uvicorn
 
 from taihang.codec import decode, encode
 from taihang.consensus.solo import build_block, certify_block, compute_exec_height
-from taihang.errors import ConfigurationError, InvalidInput, TaihangError
+from taihang.errors import ConfigurationError, InvalidInput, InvalidSignature, TaihangError
 from taihang.execution.executor import find_member, get_account_nonce
 from taihang.ledger.block import Block, BlockHeader
-from taihang.ledger.transaction import Transaction, validate_transaction_context
+from taihang.ledger.transaction import (
+    Transaction,
+    decode_transaction,
+    validate_transaction_context,
+)
 from taihang.mempool import Mempool, MempoolLimits
 from taihang.node.chain import Chain, ExecutedBlock
 from taihang.node.config import NodeConfig
+from taihang.node.driver import ConsensusDriver
+from taihang.node.gossip import TxGossip, decode_gossip
 from taihang.node.home import NodeHome
 from taihang.node.logs import configure_logging, log, now_ms
 from taihang.node.metrics import NodeMetrics
@@ -44,12 +50,13 @@ from taihang.node.safety import (
     save_safety_record,
     validate_store_against_safety,
 )
-from taihang.node.verify import VerifierPool
+from taihang.node.verify import VerifiedIds, VerifierPool
 from taihang.sdk.keys import LoadedKey, load_key
 
 logger = logging.getLogger("taihang.node")
 SUBMIT_TIMES_MAX = 200_000  # latency bookkeeping for transactions not yet executed
 EXEC_BACKLOG_MAX = 8  # committed-but-unexecuted blocks before the producer waits
+VERIFIED_IDS_MAX = 1_000_000  # ids whose signatures this node checked (about 100 MB at most)
 
 
 @dataclass
@@ -112,6 +119,9 @@ class Node:
         self.metrics = NodeMetrics(channel=self.genesis.channel, crypto=self.genesis.crypto)
         self.chain: Chain | None = None
         self.verifier: VerifierPool | None = None
+        self.driver: ConsensusDriver | None = None  # several validators: the BFT driver
+        self.gossip: TxGossip | None = None
+        self._verified = VerifiedIds(VERIFIED_IDS_MAX)
         self._members: set[str] = set()
         self._tx_event = asyncio.Event()
         self._executed_event = asyncio.Event()
@@ -164,6 +174,8 @@ class Node:
             raise ConfigurationError(
                 f"this node's key {self.key.address} is not a validator in genesis"
             )
+        if len(chain.validators.members) > 1:
+            return  # the consensus driver keeps per-vote safety data (node/driver.py)
         self._safety_round = validate_store_against_safety(
             self.home.path, chain.highest_qc.vote_data.round
         )
@@ -175,6 +187,9 @@ class Node:
         from taihang.api.app import build_app
 
         self.verifier = VerifierPool(chain.suite, self.config.verify_workers)
+        if len(chain.validators.members) > 1:
+            self.driver = ConsensusDriver(self, chain)
+            self.gossip = TxGossip(self.driver.transport, self.config.p2p.gossip_interval_ms)
         self._executed_height = chain.executed_height
         self.metrics.watch(
             chain_height=lambda: chain.tip_height,
@@ -201,16 +216,20 @@ class Node:
         try:
             async with asyncio.TaskGroup() as group:
                 api_task = group.create_task(server.serve(sockets=[api_socket]))
-                group.create_task(self._produce_loop())
+                if self.driver is not None:
+                    group.create_task(self.driver.run())
+                else:
+                    group.create_task(self._produce_loop())
                 await self._stopping.wait()
                 server.should_exit = True
                 await api_task
         finally:
             self._exec_queue.put(None)
             await asyncio.to_thread(exec_thread.join)
-            await asyncio.to_thread(
-                save_safety_record, self.home.path, chain.highest_qc.vote_data.round
-            )
+            if self.driver is None:
+                await asyncio.to_thread(
+                    save_safety_record, self.home.path, chain.highest_qc.vote_data.round
+                )
             self.verifier.close()
             log(logger, "node_stopped", name=self.config.name)
         if self._exec_error is not None:
@@ -225,13 +244,16 @@ class Node:
         log(logger, "stop_requested")
         self._stopping.set()
         self._tx_event.set()
+        if self.driver is not None:
+            self.driver.wake()
 
     # --- admission ------------------------------------------------------------------------
     async def submit(self, raws: list[bytes]) -> list[bytes | TaihangError]:
         """Check and admit transactions; the result per transaction is its id or its error."""
         assert self.verifier is not None and self.chain is not None
-        checked = await self.verifier.check(raws)
+        checked = await self.verifier.check(raws, self._verified)
         results: list[bytes | TaihangError] = []
+        accepted: list[bytes] = []
         next_height = self.chain.tip_height + 1
         received = time.monotonic()
         for item in checked:
@@ -245,6 +267,8 @@ class Node:
                 self.metrics.tx_rejected(exc.code)
                 results.append(exc)
             else:
+                self._verified.add(item.id)
+                accepted.append(item.raw)
                 self._submit_times[item.id] = received
                 if len(self._submit_times) > SUBMIT_TIMES_MAX:  # expired txs never execute
                     for stale in list(self._submit_times)[: SUBMIT_TIMES_MAX // 2]:
@@ -253,7 +277,51 @@ class Node:
         if self.mempool.has_ready():
             self._tx_event.set()
         self.metrics.mempool_size(len(self.mempool))
+        if self.gossip is not None and accepted:
+            self.gossip.add(accepted)
         return results
+
+    def receive_gossip(self, peer: str, body: bytes) -> None:
+        """Transactions a peer gossiped: checked and admitted like submitted ones, not re-sent."""
+        try:
+            raws = decode_gossip(body)
+        except InvalidInput as exc:
+            if self.driver is not None:
+                self.driver.transport.charge(peer, f"bad transaction gossip: {exc.message}")
+            return
+        asyncio.get_running_loop().create_task(self._admit_gossip(peer, raws))
+
+    def restore_transactions(self, raws: list[bytes]) -> None:
+        """Put back the transactions of a block that lost a fork (those this node verified)."""
+        assert self.chain is not None
+        next_height = self.chain.tip_height + 1
+        for raw in raws:
+            try:
+                tx = decode_transaction(raw, self.chain.suite)
+            except InvalidInput:
+                continue
+            if tx.id not in self._verified:
+                continue  # never admitted here: not this node's to bring back
+            nonce = get_account_nonce(self.chain.tree, tx.sender)
+            with contextlib.suppress(InvalidInput):
+                self.mempool.restore(tx, account_nonce=nonce, next_height=next_height)
+        if self.mempool.has_ready():
+            self._tx_event.set()
+
+    async def _admit_gossip(self, peer: str, raws: list[bytes]) -> None:
+        assert self.verifier is not None and self.chain is not None
+        checked = await self.verifier.check(raws, self._verified)
+        next_height = self.chain.tip_height + 1
+        for item in checked:
+            if isinstance(item, InvalidInput):
+                if isinstance(item, InvalidSignature) and self.driver is not None:
+                    self.driver.transport.charge(peer, "gossiped a tx with a bad signature")
+                continue
+            self._verified.add(item.id)
+            with contextlib.suppress(InvalidInput):  # duplicates and stale nonces are normal
+                self._admit(item, next_height)
+        if self.mempool.has_ready():
+            self._tx_event.set()
 
     def _admit(self, tx: Transaction, next_height: int) -> None:
         assert self.chain is not None
@@ -331,6 +399,10 @@ class Node:
         self._exec_queue.put((height, txs))
 
     # --- execution (its own thread) -------------------------------------------------------
+    def enqueue_execution(self, height: int) -> None:
+        """Queue committed block `height` for the executor thread (heights in order)."""
+        self._exec_queue.put((height, None))
+
     def _execute_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.chain is not None
         while True:
@@ -342,7 +414,7 @@ class Node:
                 continue  # queued twice during recovery
             started = time.monotonic()
             try:
-                executed = self.chain.execute(height, txs)
+                executed = self.chain.execute(height, txs, is_verified=self._verified.__contains__)
             except BaseException as exc:  # halt: never invent a receipt or skip a height
                 self._exec_error = exc
                 logger.exception("execution_failed", extra={"fields": {"height": height}})
@@ -363,6 +435,8 @@ class Node:
             if submitted is not None:
                 latencies.append(now - submitted)
         self.metrics.block_executed(executed, latencies)
+        if self.driver is not None:
+            self.driver.on_executed(executed)
         self._executed_event.set()
         self._executed_event = asyncio.Event()
 
@@ -381,6 +455,8 @@ class Node:
 
     def consensus_info(self) -> dict[str, Any]:
         """What `GET /status` reports about consensus: round, leader, peers, last commit."""
+        if self.driver is not None:
+            return self.driver.info()
         chain = self.chain
         return {
             "round": chain.highest_qc.vote_data.round if chain is not None else 0,

@@ -60,6 +60,13 @@ class ConsensusRecords:
         except DecodeError as exc:
             raise StoreError(f"corrupt consensus record: {exc}") from None
 
+    def find_blocks(self, block_ids: list[bytes]) -> list[Block]:
+        """The stored blocks among `block_ids` (skipping any not stored)."""
+        if not block_ids:
+            return []
+        raws = self.kv.multi_get([BLOCK_PREFIX + block_id for block_id in block_ids])
+        return [decode(raw, Block) for raw in raws if raw is not None]
+
     @staticmethod
     def build_block_puts(block_id: bytes, block: Block) -> dict[bytes, bytes | None]:
         return {BLOCK_PREFIX + block_id: encode(block)}

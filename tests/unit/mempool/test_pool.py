@@ -427,3 +427,35 @@ def test_take_skips_excluded_heads_as_included_elsewhere() -> None:
     assert len(pool) == 0 and pool.bytes_total == 0
     assert pool.expected_nonce(address(1), 0) == 3  # nonce 0 counts as handed out
     assert not pool.has_ready()
+
+
+def test_restore_puts_back_the_txs_of_an_abandoned_block() -> None:
+    pool = Mempool(ROOMY)
+    txs = [make_tx(1, n) for n in range(3)]
+    add_all(pool, txs)
+    proposed = pool.take(2, 1_000_000, 1)  # nonces 0 and 1 go into a block that loses
+    assert [tx.nonce for tx in proposed] == [0, 1]
+    for tx in proposed:
+        pool.restore(tx, account_nonce=0, next_height=2)
+    assert [tx.nonce for tx in pool.take(10, 1_000_000, 2)] == [0, 1, 2]
+
+
+def test_restore_skips_nonces_the_state_already_consumed() -> None:
+    pool = Mempool(ROOMY)
+    add_all(pool, [make_tx(1, n) for n in range(3)])
+    proposed = pool.take(2, 1_000_000, 1)
+    # Another block with nonce 0 executed: only nonce 1 can come back.
+    with pytest.raises(MempoolRejection):
+        pool.restore(proposed[0], account_nonce=1, next_height=2)
+    pool.restore(proposed[1], account_nonce=1, next_height=2)
+    assert [tx.nonce for tx in pool.take(10, 1_000_000, 2)] == [1, 2]
+
+
+def test_restore_rejects_without_changing_the_pool() -> None:
+    pool = Mempool(ROOMY)
+    add_all(pool, [make_tx(1, 0)])
+    taken = pool.take(1, 1_000_000, 1)[0]
+    before = snapshot(pool, [taken])
+    with pytest.raises(MempoolRejection):
+        pool.restore(taken, account_nonce=0, next_height=10**6)  # expired by now
+    assert snapshot(pool, [taken]) == before

@@ -1,0 +1,580 @@
+"""The consensus driver: the unmodified Jolteon core on real sockets, disks, clocks and threads.
+
+Theory of operation. One asyncio task (`_step_loop`) owns the core. Everything that happens
+becomes an event in one FIFO queue: verified messages from peers, timer expiries, executed
+blocks. The loop takes one event, calls `core.handle`, and carries out the returned actions
+*in order* before it takes the next event. Ordering is the safety rule of the spec:
+
+  * `PersistBlock`, `PersistCert` and `PersistSafetyData` are gathered into one write batch,
+    written synced (fsync) to RocksDB before the first later action runs, so no vote or
+    timeout leaves the node before the data guarding it is durable;
+  * `Commit` writes the committed blocks and their commit proof in one synced batch (with
+    the retirement of the consensus records they replace), then queues them for execution;
+  * `Send`/`Broadcast` hand frames to the transport (`taihang.net`), which never blocks;
+  * `SetTimer`/`CancelTimer` arm loop timers that enqueue `TimerFired` with the wall clock.
+
+Messages arrive from the transport on the loop, are decoded there (cheap, native msgspec) and
+verified in a one-thread pool (signatures: native, GIL released), which keeps their order; a
+message that fails either is dropped and charged to the peer. Block requests for committed
+blocks the core no longer keeps are answered here from the ledger store, so a peer that fell
+behind by up to `consensus.catchup_blocks_max` blocks catches up from this node.
+
+Recovery. At start the driver reads the consensus records (`store.consensus_records`) and
+the ledger's committed head, and hands them to the core as a `RecoveredState`. The signing
+guard gets the stored SafetyData; with none stored it gets a fresh record only when the
+safety file beside the key says this key never signed (`node/safety.py`), otherwise none, and
+then it refuses to sign (a wiped disk must not make the node equivocate).
+
+The mempool is the core's payload source. A leader's block never repeats a transaction of the
+blocks it extends: ids in uncommitted ancestors and in committed-but-unexecuted blocks are
+excluded from `Mempool.take`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Container
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Final
+
+from taihang.codec import decode
+from taihang.consensus.config import ConsensusConfig
+from taihang.consensus.core import ConsensusCore, RecoveredState
+from taihang.consensus.events import (
+    Action,
+    BlockExecuted,
+    Broadcast,
+    CancelTimer,
+    Commit,
+    Event,
+    MessageReceived,
+    PersistBlock,
+    PersistCert,
+    PersistSafetyData,
+    ReportEvidence,
+    RequestBlocks,
+    Send,
+    SetTimer,
+    Started,
+    TimerFired,
+    TimerId,
+)
+from taihang.consensus.messages import (
+    BlockRequest,
+    BlockResponse,
+    ConsensusMessage,
+    SafetyData,
+    decode_message,
+    encode_message,
+)
+from taihang.consensus.safety import SigningGuard, build_initial_safety_data
+from taihang.consensus.verify import MessageLimits, MessageVerifier
+from taihang.errors import ConfigurationError, InvalidInput
+from taihang.ledger.block import Block, QuorumCert, compute_block_id
+from taihang.ledger.transaction import TxEnvelope, compute_tx_id
+from taihang.net import FrameKind, Transport, TransportIdentity
+from taihang.node.chain import Chain, ExecutedBlock
+from taihang.node.logs import log, now_ms
+from taihang.node.safety import load_safety_record, save_safety_record
+from taihang.store.consensus_records import ConsensusRecords, StoredConsensus
+
+if TYPE_CHECKING:
+    from taihang.node.runtime import Node
+
+logger = logging.getLogger("taihang.consensus")
+
+COMMITTED_KEPT: Final = 256  # committed blocks the core keeps; older ones are served from disk
+VERIFY_BACKLOG_MAX: Final = 10_000  # messages waiting for verification before new ones drop
+
+
+class ConsensusDriver:
+    def __init__(self, node: Node, chain: Chain) -> None:
+        self.node = node
+        self.chain = chain
+        self.suite = chain.suite
+        self.records = ConsensusRecords(chain.kv)
+        self.config = build_consensus_config(node)
+        genesis = chain.genesis
+        by_key = {v.public_key: v for v in chain.validators.members}
+        self.address_of: dict[str, str] = {}
+        for spec in genesis.validators:
+            member = by_key.get(bytes.fromhex(spec.public_key))
+            if member is not None:
+                self.address_of[spec.name] = member.address
+        self.name_of = {address: name for name, address in self.address_of.items()}
+        self.verifier = MessageVerifier(
+            chain.validators,
+            self.suite,
+            channel=genesis.channel,
+            epoch=0,
+            genesis_id=chain.genesis_id,
+            limits=MessageLimits(
+                self.config.block_txs_max,
+                self.config.block_bytes_max,
+                self.config.blocks_request_max,
+            ),
+        )
+        self.transport = Transport(
+            TransportIdentity.load(node.home.path, node.config, genesis),
+            node.config.p2p,
+            self._on_frame,
+            self._on_peer,
+        )
+        self.core: ConsensusCore | None = None
+        self.last_commit_ms: int | None = None
+        self.rejected: dict[str, int] = {}
+        self._events: deque[Event] = deque()
+        self._wakeup = asyncio.Event()
+        self._timers: dict[TimerId, asyncio.TimerHandle] = {}
+        self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cverify")
+        self._verifying = 0
+        self._stored_blocks: dict[bytes, int] = {}  # kB records: block id -> height
+        self._stored_qc_round = -1
+        self._stored_tc_round = -1
+        self._safety_recorded = False  # the safety file says this key has signed
+        self._tx_ids: dict[bytes, frozenset[bytes]] = {}  # block id -> its tx ids (cache)
+        self._unexecuted: dict[int, bytes] = {}  # committed, not executed: height -> block id
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> None:
+        stored = await asyncio.to_thread(self.records.load)
+        self.core = self._build_core(stored)
+        for height in self.chain.store.committed_heights():
+            raw = self.chain.store.find_committed_block(height)
+            if raw is not None:
+                self._unexecuted[height] = compute_block_id(self.suite, decode(raw, Block).header)
+        await self.transport.start()
+        log(
+            logger,
+            "consensus_started",
+            round=self.core.round,
+            committed_height=self.core.committed_height,
+            validators=len(self.chain.validators.members),
+            can_sign=self.core.guard is not None and self.core.guard.can_sign,
+        )
+        self._push(Started(now_ms()))
+        try:
+            await self._step_loop()
+        finally:
+            for handle in self._timers.values():
+                handle.cancel()
+            self._timers.clear()
+            await self.transport.close()
+            self._verify_pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        """Let the step loop notice a stop request."""
+        self._wakeup.set()
+
+    def info(self) -> dict[str, Any]:
+        core = self.core
+        round_ = core.round if core is not None else 0
+        return {
+            "round": round_,
+            "leader": core.leader.leader(round_) if core is not None else None,
+            "peers": self.transport.connected_peers(),
+            "last_commit_ms": self.last_commit_ms,
+        }
+
+    def _build_core(self, stored: StoredConsensus) -> ConsensusCore:
+        chain = self.chain
+        self._stored_blocks = {i: b.header.height for i, b in stored.blocks.items()}
+        if stored.highest_qc is not None:
+            self._stored_qc_round = stored.highest_qc.vote_data.round
+        if stored.highest_tc is not None:
+            self._stored_tc_round = stored.highest_tc.round
+        genesis_raw = chain.store.find_block(0)
+        assert genesis_raw is not None, "an initialized store holds the genesis block"
+        guard = SigningGuard(
+            self.node.signer,
+            self.node.signer.address,
+            self._load_safety(stored),
+            channel=self.config.channel,
+            epoch=self.config.epoch,
+        )
+        return ConsensusCore(
+            config=self.config,
+            validators=chain.validators,
+            suite=self.suite,
+            genesis_block=decode(genesis_raw, Block),
+            me=self.node.signer.address,
+            guard=guard,
+            payload=MempoolPayload(self),
+            recovered=self._build_recovered(stored),
+        )
+
+    def _load_safety(self, stored: StoredConsensus) -> SafetyData | None:
+        home = self.node.home.path
+        try:
+            recorded_round = load_safety_record(home)
+        except ConfigurationError as exc:
+            log(logger, "signing_refused", logging.ERROR, reason=exc.message)
+            return None
+        self._safety_recorded = recorded_round > 0
+        if stored.safety is not None:
+            return stored.safety
+        if recorded_round == 0:
+            return build_initial_safety_data(0)  # this key never signed: a first start
+        log(
+            logger,
+            "signing_refused",
+            logging.ERROR,
+            reason=(
+                f"this key signed up to round {recorded_round} but the consensus safety data "
+                "is gone (the data directory was wiped or restored); signing again could "
+                "equivocate, so this node follows the chain without voting"
+            ),
+        )
+        return None
+
+    def _build_recovered(self, stored: StoredConsensus) -> RecoveredState | None:
+        chain = self.chain
+        if chain.tip_height == 0 and not stored.blocks and stored.highest_qc is None:
+            return None
+        head_raw = chain.store.find_block(chain.tip_height)
+        assert head_raw is not None, "the committed head is stored"
+        head = decode(head_raw, Block)
+        executed = [
+            chain.exec_root_for(height)
+            for height in range(head.header.exec_root.height, chain.executed_height + 1)
+        ]
+        return RecoveredState(
+            blocks=[*stored.blocks.values(), head],
+            highest_qc=stored.highest_qc,
+            highest_tc=stored.highest_tc,
+            committed_height=chain.tip_height,
+            committed_block_id=chain.tip_id,
+            executed=executed,
+        )
+
+    # --- the step loop --------------------------------------------------------------------
+    def _push(self, event: Event) -> None:
+        self._events.append(event)
+        self._wakeup.set()
+
+    async def _step_loop(self) -> None:
+        core = self.core
+        assert core is not None
+        while not self.node.is_stopping:
+            if not self._events:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            event = self._events.popleft()
+            try:
+                actions = core.handle(event)
+            except AssertionError as exc:  # a broken invariant: halt rather than go on
+                log(logger, "consensus_invariant_broken", logging.CRITICAL, error=str(exc))
+                self.node.stop()
+                raise
+            await self._carry_out(actions)
+
+    async def _carry_out(self, actions: list[Action]) -> None:
+        puts: dict[bytes, bytes | None] = {}
+        first_signature: SafetyData | None = None
+        for action in actions:
+            if isinstance(action, PersistBlock):
+                block_id = compute_block_id(self.suite, action.block.header)
+                puts.update(self.records.build_block_puts(block_id, action.block))
+                self._stored_blocks[block_id] = action.block.header.height
+            elif isinstance(action, PersistCert):
+                puts.update(self._build_cert_puts(action))
+            elif isinstance(action, PersistSafetyData):
+                puts.update(self.records.build_safety_puts(action.data))
+                if not self._safety_recorded:
+                    first_signature = action.data
+            else:
+                if puts:
+                    await self._flush(puts, first_signature)
+                    puts, first_signature = {}, None
+                await self._perform(action)
+        if puts:
+            await self._flush(puts, first_signature)
+
+    def _build_cert_puts(self, action: PersistCert) -> dict[bytes, bytes | None]:
+        cert = action.cert
+        if isinstance(cert, QuorumCert):
+            if cert.vote_data.round <= self._stored_qc_round:
+                return {}
+            self._stored_qc_round = cert.vote_data.round
+        else:
+            if cert.round <= self._stored_tc_round:
+                return {}
+            self._stored_tc_round = cert.round
+        return self.records.build_cert_puts(cert)
+
+    async def _flush(
+        self, puts: dict[bytes, bytes | None], first_signature: SafetyData | None
+    ) -> None:
+        await asyncio.to_thread(self.chain.store.write, puts)
+        if first_signature is not None:
+            # From now on a lost data directory must read as "lost", not "first start".
+            signed_round = max(first_signature.last_voted_round, 1)
+            await asyncio.to_thread(save_safety_record, self.node.home.path, signed_round)
+            self._safety_recorded = True
+
+    async def _perform(self, action: Action) -> None:
+        if isinstance(action, Send):
+            self._send(action.to, action.message)
+        elif isinstance(action, Broadcast):
+            self.transport.broadcast(FrameKind.CONSENSUS, encode_message(action.message))
+        elif isinstance(action, SetTimer):
+            self._set_timer(action.timer, action.at_ms)
+        elif isinstance(action, CancelTimer):
+            handle = self._timers.pop(action.timer, None)
+            if handle is not None:
+                handle.cancel()
+        elif isinstance(action, Commit):
+            await self._commit(action)
+        elif isinstance(action, RequestBlocks):
+            request = BlockRequest(block_id=action.block_id, count=action.count)
+            self._send(action.peer, request)
+        elif isinstance(action, ReportEvidence):
+            evidence = action.evidence
+            log(
+                logger,
+                "equivocation",
+                logging.WARNING,
+                author=evidence.author,
+                round=evidence.round,
+                kind=evidence.kind,
+            )
+        else:  # the union is closed
+            raise AssertionError(f"unknown action {type(action).__name__}")
+
+    def _send(self, to: str, message: ConsensusMessage) -> None:
+        name = self.name_of.get(to)
+        if name is not None:
+            self.transport.send(name, FrameKind.CONSENSUS, encode_message(message))
+
+    def _set_timer(self, timer: TimerId, at_ms: int) -> None:
+        previous = self._timers.pop(timer, None)
+        if previous is not None:
+            previous.cancel()
+        delay_s = max(0, at_ms - now_ms()) / 1000
+        loop = asyncio.get_running_loop()
+        self._timers[timer] = loop.call_later(delay_s, self._fire_timer, timer)
+
+    def _fire_timer(self, timer: TimerId) -> None:
+        self._timers.pop(timer, None)
+        self._push(TimerFired(now_ms(), timer))
+
+    async def _commit(self, action: Commit) -> None:
+        blocks: list[tuple[bytes, Block]] = [
+            (compute_block_id(self.suite, b.header), b) for b in action.blocks
+        ]
+        new_height = blocks[-1][1].header.height
+        retired = [i for i, h in self._stored_blocks.items() if h <= new_height]
+        retired_puts = self.records.build_retire_puts(retired)
+        committed_ids = {block_id for block_id, _ in blocks}
+        abandoned = [i for i in retired if i not in committed_ids]
+        lost = await asyncio.to_thread(self.records.find_blocks, abandoned)
+        await asyncio.to_thread(self.chain.commit_blocks, blocks, action.proof, retired_puts)
+        for block_id in retired:
+            del self._stored_blocks[block_id]
+        for block_id in abandoned:
+            self._tx_ids.pop(block_id, None)  # a fork that lost: nothing of it will execute
+        for block in lost:  # its transactions may still go into a later block
+            self.node.restore_transactions(block.transactions)
+        self.last_commit_ms = now_ms()
+        for block_id, block in blocks:
+            height = block.header.height
+            self._unexecuted[height] = block_id
+            self.node.metrics.block_committed(height, len(block.transactions), 0.0)
+            self.node.enqueue_execution(height)
+        log(logger, "committed", logging.DEBUG, height=new_height, blocks=len(blocks))
+
+    def on_executed(self, executed: ExecutedBlock) -> None:
+        """Called on the loop once the executor wrote height h's ledger batch."""
+        block_id = self._unexecuted.pop(executed.height, None)
+        if block_id is not None:
+            self._tx_ids.pop(block_id, None)
+        root = executed.exec_root
+        self._push(BlockExecuted(now_ms(), root.height, root.state_root, root.receipts_root))
+
+    # --- messages in ----------------------------------------------------------------------
+    def _on_peer(self, peer: str, connected: bool) -> None:
+        log(logger, "peer_connected" if connected else "peer_disconnected", peer=peer)
+
+    def _on_frame(self, peer: str, kind: FrameKind, body: bytes) -> None:
+        if kind == FrameKind.TXS:
+            self.node.receive_gossip(peer, body)
+            return
+        if kind != FrameKind.CONSENSUS:
+            return
+        address = self.address_of.get(peer)
+        if address is None:
+            self._reject(peer, "consensus message from a node that is not a validator")
+            return
+        try:
+            message = decode_message(body)
+        except InvalidInput as exc:
+            self._reject(peer, f"undecodable consensus message: {exc.message}")
+            return
+        if isinstance(message, BlockRequest) and self._serves_from_store(message):
+            asyncio.get_running_loop().create_task(self._serve_from_store(peer, message))
+            return
+        if self._verifying >= VERIFY_BACKLOG_MAX:
+            self.rejected["verify_backlog"] = self.rejected.get("verify_backlog", 0) + 1
+            return
+        self._verifying += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            self._verify_pool, self._verify, message
+        )
+        future.add_done_callback(
+            lambda done: self._on_verified(peer, address, message, done.result())
+        )
+
+    def _verify(self, message: ConsensusMessage) -> str | None:
+        """Runs in the verify thread: None when valid, else why not."""
+        try:
+            self.verifier.verify(message)
+        except InvalidInput as exc:
+            return exc.message
+        return None
+
+    def _on_verified(
+        self, peer: str, address: str, message: ConsensusMessage, problem: str | None
+    ) -> None:
+        self._verifying -= 1
+        if problem is not None:
+            self._reject(peer, f"invalid {type(message).__name__}: {problem}")
+            return
+        self._push(MessageReceived(now_ms(), address, message))
+
+    def _reject(self, peer: str, reason: str) -> None:
+        self.rejected[peer] = self.rejected.get(peer, 0) + 1
+        self.transport.charge(peer, reason)
+
+    # --- serving committed blocks from the ledger -----------------------------------------
+    def _serves_from_store(self, request: BlockRequest) -> bool:
+        core = self.core
+        if core is None or core.tree.has_block(request.block_id):
+            return False
+        return self.chain.store.find_height_by_id(request.block_id) is not None
+
+    async def _serve_from_store(self, peer: str, request: BlockRequest) -> None:
+        count = min(request.count, self.config.blocks_request_max)
+        response = await asyncio.to_thread(self._read_ancestors, request.block_id, count)
+        if response is not None:
+            self.transport.send(peer, FrameKind.CONSENSUS, encode_message(response))
+
+    def _read_ancestors(self, block_id: bytes, count: int) -> BlockResponse | None:
+        """Executed blocks ending at `block_id`, newest first, each with the QC its child holds."""
+        store = self.chain.store
+        height = store.find_height_by_id(block_id)
+        if height is None or height == 0:
+            return None
+        child_raw = store.find_block(height + 1)
+        if child_raw is None:
+            return None  # the committed head: the core serves it with its commit proof
+        qc = decode(child_raw, Block).header.qc
+        blocks: list[Block] = []
+        qcs: list[QuorumCert] = []
+        while len(blocks) < count and height > 0:
+            raw = store.find_block(height)
+            if raw is None:
+                break
+            block = decode(raw, Block)
+            blocks.append(block)
+            qcs.append(qc)
+            qc = block.header.qc
+            height -= 1
+        return BlockResponse(request_id=block_id, blocks=blocks, qcs=qcs)
+
+    # --- the leader's payload -------------------------------------------------------------
+    def find_excluded(self, parent_id: bytes) -> Container[bytes]:
+        """Ids in the blocks a new block on `parent_id` extends, down to the executed state."""
+        core = self.core
+        assert core is not None
+        sets: list[frozenset[bytes]] = []
+        seen: set[bytes] = set()
+        current = parent_id
+        executed = self.chain.executed_height
+        while current not in seen:
+            seen.add(current)
+            block = core.tree.find_block(current)
+            if block is None or block.header.height <= executed:
+                break
+            sets.append(self._find_tx_ids(current, block))
+            current = block.header.parent_id
+        for height, block_id in self._unexecuted.items():  # committed below the walk
+            if height > executed and block_id not in seen:
+                cached = self._tx_ids.get(block_id)
+                if cached is not None:
+                    sets.append(cached)
+        return _AnyOf(sets)
+
+    def _find_tx_ids(self, block_id: bytes, block: Block) -> frozenset[bytes]:
+        ids = self._tx_ids.get(block_id)
+        if ids is None:
+            found = []
+            for raw in block.transactions:
+                try:
+                    found.append(compute_tx_id(self.suite, decode(raw, TxEnvelope).body))
+                except InvalidInput:
+                    continue  # it will get a rejected receipt; nothing to exclude
+            ids = frozenset(found)
+            self._tx_ids[block_id] = ids
+        return ids
+
+
+class _AnyOf:
+    """A container that is the union of several sets, without building it."""
+
+    __slots__ = ("_sets",)
+
+    def __init__(self, sets: list[frozenset[bytes]]) -> None:
+        self._sets = sets
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in s for s in self._sets)
+
+
+class MempoolPayload:
+    """The core's `PayloadSource`: ready transactions from the node's mempool."""
+
+    def __init__(self, driver: ConsensusDriver) -> None:
+        self._driver = driver
+
+    def has_payload(self) -> bool:
+        return self._driver.node.mempool.has_ready()
+
+    def get_payload(
+        self, height: int, parent_id: bytes, max_txs: int, max_bytes: int
+    ) -> list[bytes]:
+        node = self._driver.node
+        block = node.config.block
+        node.mempool.remove_expired(height)
+        txs = node.mempool.take(
+            min(max_txs, block.txs_max),
+            min(max_bytes, block.bytes_max),
+            height,
+            exclude=self._driver.find_excluded(parent_id),
+        )
+        return [tx.raw for tx in txs]
+
+
+def build_consensus_config(node: Node) -> ConsensusConfig:
+    """The core's parameters from the node config and the channel's genesis limits."""
+    config = node.config
+    params = node.genesis.params
+    catchup = config.consensus.catchup_blocks_max
+    consensus = ConsensusConfig(
+        channel=node.genesis.channel,
+        epoch=0,
+        round_timeout_base_ms=config.consensus.round_timeout_base_ms,
+        min_block_interval_ms=config.block.min_block_interval_ms,
+        idle_block_interval_ms=config.block.idle_block_interval_ms,
+        network_allowance_ms=config.consensus.network_allowance_ms,
+        max_clock_drift_ms=config.consensus.max_clock_drift_ms,
+        block_txs_max=params.block_txs_max,
+        block_bytes_max=params.block_bytes_max,
+        block_request_retry_ms=config.consensus.block_request_retry_ms,
+        committed_blocks_kept=COMMITTED_KEPT,
+        orphan_blocks_max=max(2_048, catchup + 256),
+    )
+    consensus.validate()
+    return consensus
