@@ -17,8 +17,8 @@ $(STAMP): $(BIN)/python $(PROJECT_FILES)
 
 install: $(STAMP)
 
-# NODES=1 until the multi-node runtime lands; then `make up` runs 4 organisations.
-NODES ?= 1
+# `make up` runs 4 organisations' validators; `make up NODES=1` a single validator.
+NODES ?= 4
 up: $(STAMP)
 	$(BIN)/taihang up --nodes $(NODES) --demo
 

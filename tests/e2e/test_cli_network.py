@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -60,7 +61,7 @@ def test_up_with_demo_runs_until_interrupted(tmp_path: Path) -> None:
     """What `make up` runs: the network, a demo workload, and a clean stop on Ctrl-C."""
     home = tmp_path / "net"
     process = subprocess.Popen(
-        [*TAIHANG, "up", "--nodes", "1", "--home", str(home), "--demo"],
+        [*TAIHANG, "up", "--home", str(home), "--demo"],  # 4 organisations, as `make up`
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -81,7 +82,32 @@ def test_up_with_demo_runs_until_interrupted(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             run_cli("down", home=home, check=False)
-    [node] = status(home)
-    assert node["running"] is False
-    with Client(node["api"]) as client, pytest.raises(TransientError):
+    nodes = status(home)
+    assert len(nodes) == 4 and not any(node["running"] for node in nodes)
+    with Client(str(nodes[0]["api"])) as client, pytest.raises(TransientError):
         client.status()
+
+
+def test_four_orgs_status_and_restart_of_a_killed_node(tmp_path: Path) -> None:
+    """`taihang status --json` lists every node; `up --detach` restarts one killed by PID."""
+    home = tmp_path / "net"
+    try:
+        run_cli("up", "--detach", home=home)
+        nodes = status(home)
+        assert [n["name"] for n in nodes] == ["node1", "node2", "node3", "node4"]
+        for node in nodes:
+            assert node["running"] is True and isinstance(node["height"], int)
+            assert len(node["peers"]) == 3  # type: ignore[arg-type]
+        assert len({n["leader"] for n in nodes if n["leader"]}) >= 1
+        victim = nodes[2]
+        os.kill(int(victim["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+        deadline = time.monotonic() + 10
+        while status(home)[2]["running"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status(home)[2]["running"] is False
+        run_cli("up", "--detach", home=home)
+        again = status(home)[2]
+        assert again["running"] is True and again["pid"] != victim["pid"]
+        assert isinstance(again["height"], int) and again["height"] >= int(victim["height"])  # type: ignore[call-overload]
+    finally:
+        run_cli("down", home=home, check=False)

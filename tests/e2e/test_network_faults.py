@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cluster_support import (
     Cluster,
@@ -76,6 +77,10 @@ def test_four_nodes_commit_under_steady_load(cluster: Cluster) -> None:
             return sorted(client.status().peers) == ["node1", "node3", "node4"]
 
     cluster.wait_until(node2_sees_all_peers, timeout_s=15, what="node2 connected to all")
+    metrics = httpx.get(cluster.entry("node2").api + "/metrics", timeout=5).text
+    assert "taihang_p2p_peers_connected 3.0" in metrics
+    assert 'taihang_p2p_events_total{event="frames_in"}' in metrics
+    assert "taihang_consensus_round " in metrics
     finish(cluster, load, senders)
 
 

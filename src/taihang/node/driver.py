@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Container
 from concurrent.futures import ThreadPoolExecutor
@@ -371,7 +372,9 @@ class ConsensusDriver:
         committed_ids = {block_id for block_id, _ in blocks}
         abandoned = [i for i in retired if i not in committed_ids]
         lost = await asyncio.to_thread(self.records.find_blocks, abandoned)
+        started = time.monotonic()
         await asyncio.to_thread(self.chain.commit_blocks, blocks, action.proof, retired_puts)
+        duration_s = time.monotonic() - started
         for block_id in retired:
             del self._stored_blocks[block_id]
         for block_id in abandoned:
@@ -382,7 +385,7 @@ class ConsensusDriver:
         for block_id, block in blocks:
             height = block.header.height
             self._unexecuted[height] = block_id
-            self.node.metrics.block_committed(height, len(block.transactions), 0.0)
+            self.node.metrics.block_committed(height, len(block.transactions), duration_s)
             self.node.enqueue_execution(height)
         log(logger, "committed", logging.DEBUG, height=new_height, blocks=len(blocks))
 

@@ -15,11 +15,13 @@ HTTP methods and statuses), which keeps the number of series bounded.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from taihang import __version__
 
@@ -134,6 +136,23 @@ class NodeMetrics:
         self.mempool_txs.set_function(mempool_txs)
         self.mempool_bytes.set_function(mempool_bytes)
 
+    def watch_consensus(
+        self,
+        *,
+        round: Callable[[], int],
+        peers: Callable[[], int],
+        p2p_stats: Callable[[], Mapping[str, int]],
+    ) -> None:
+        """Consensus and transport levels of a node with peers, read at scrape time."""
+        r = self.registry
+        Gauge("taihang_consensus_round", "The round this node is in.", registry=r).set_function(
+            round
+        )
+        Gauge(
+            "taihang_p2p_peers_connected", "Peers with an open, authenticated link.", registry=r
+        ).set_function(peers)
+        r.register(_P2PStatsCollector(p2p_stats))
+
     def tx_rejected(self, code: str) -> None:
         self.txs_rejected.labels(code).inc()
 
@@ -170,3 +189,21 @@ class NodeMetrics:
             self._api_children[key] = children
         children[0].inc()
         children[1].observe(duration_s)
+
+
+class _P2PStatsCollector(Collector):
+    """The transport's counters as `taihang_p2p_events_total{event}` (a closed set of names)."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "taihang_p2p_events",
+            "Transport events: frames and bytes in and out, drops, handshakes refused by "
+            "reason (handshakes_refused.<reason>), charges, bans.",
+            labels=["event"],
+        )
+        for name, value in sorted(self._stats().items()):
+            family.add_metric([name], value)
+        yield family

@@ -197,6 +197,13 @@ class Node:
             mempool_txs=lambda: len(self.mempool),
             mempool_bytes=lambda: self.mempool.bytes_total,
         )
+        if self.driver is not None:
+            driver = self.driver
+            self.metrics.watch_consensus(
+                round=lambda: driver.core.round if driver.core is not None else 0,
+                peers=lambda: len(driver.transport.connected_peers()),
+                p2p_stats=lambda: driver.transport.stats,
+            )
         exec_thread = threading.Thread(target=self._execute_loop, args=(loop,), name="execute")
         exec_thread.start()
         for height in chain.store.committed_heights():
