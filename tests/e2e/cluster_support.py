@@ -33,7 +33,14 @@ from taihang.sdk.client import Client
 FUNDING = 1_000_000
 
 
-def init_cluster(path: Path, nodes: int = 4) -> Network:
+def init_cluster(
+    path: Path,
+    nodes: int = 4,
+    *,
+    idle_block_interval_ms: int = 300,
+    round_timeout_base_ms: int = 1_000,
+    **consensus: int,
+) -> Network:
     """A network whose round timer suits a test: a dead leader costs ~2 s, not 5."""
     import tomllib
 
@@ -43,9 +50,11 @@ def init_cluster(path: Path, nodes: int = 4) -> Network:
     for entry in network.nodes:
         config_path = entry.home / "config.toml"
         config = tomllib.loads(config_path.read_text())
-        config.setdefault("consensus", {})["round_timeout_base_ms"] = 1_000
-        config["block"]["idle_block_interval_ms"] = 300
-        config["consensus"]["network_allowance_ms"] = 300
+        config.setdefault("consensus", {}).update(consensus)
+        config["consensus"]["round_timeout_base_ms"] = round_timeout_base_ms
+        config["block"]["idle_block_interval_ms"] = idle_block_interval_ms
+        config["block"]["min_block_interval_ms"] = min(50, idle_block_interval_ms)
+        config["consensus"].setdefault("network_allowance_ms", 300)
         config_path.write_text(tomli_w.dumps(config))
     return network
 

@@ -162,3 +162,38 @@ def test_a_node_certificate_from_an_unknown_ca_cannot_connect(
     assert "node2" in cluster.log_tail("node1") or "certificate" in cluster.log_tail("node1")
     with cluster.client("node1") as client:
         assert sorted(client.status().peers) == ["node2", "node3", "node4"]
+
+
+def test_validator_further_behind_than_memory_catches_up_from_peers_stores(
+    tmp_path: Path,
+) -> None:
+    """Peers keep `committed_blocks_kept` committed blocks in memory (16 here, 256 by
+    default), so catching up 80 blocks needs the older ones served from their ledger stores."""
+    network = init_cluster(
+        tmp_path / "net",
+        idle_block_interval_ms=20,
+        round_timeout_base_ms=300,  # node4's turns as leader time out while it is down
+        network_allowance_ms=100,
+        committed_blocks_kept=16,
+    )
+    cluster = Cluster(network)
+    try:
+        cluster.start_all()
+        cluster.kill("node4")
+        behind = max(h or 0 for h in cluster.heights().values())
+        cluster.wait_until(
+            lambda: (cluster.height("node1") or 0) >= behind + 80,
+            timeout_s=120,
+            what="80 blocks without node4",
+        )
+        cluster.start("node4")
+        target = cluster.height("node1") or 0
+        cluster.wait_until(
+            lambda: (cluster.height("node4") or 0) >= target,
+            timeout_s=90,
+            what="node4 to catch up 80 blocks",
+        )
+        cluster.stop_all()
+        assert check_agreement(cluster.network) >= target
+    finally:
+        cluster.cleanup()

@@ -170,7 +170,9 @@ class BlockTree:
             self._drop_height(height, keep=())
             self._committed_chain.pop(height, None)
         self._lowest_height = max(self._lowest_height, keep_from)
-        for height in range(previous_height + 1, self.committed_height + 1):
+        # A commit can jump more than `committed_kept` heights (a node catching up): the part
+        # of its path below `keep_from` went with the loop above.
+        for height in range(max(previous_height + 1, keep_from), self.committed_height + 1):
             self._drop_height(height, keep=(self._committed_chain[height],))
         height = self.committed_height + 1
         while height in self._by_height:  # ascending, so parents are decided before children

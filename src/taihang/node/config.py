@@ -63,8 +63,11 @@ class ConsensusTimingConfig(msgspec.Struct, forbid_unknown_fields=True):
     network_allowance_ms: int = 500
     max_clock_drift_ms: int = 1_000
     block_request_retry_ms: int = 500
-    # Committed blocks a node keeps to serve peers that fell behind: the catch-up threshold.
+    # How far behind a node may fall and still catch up through block requests (the orphan
+    # buffer is sized for it); further behind needs ledger sync.
     catchup_blocks_max: int = 1_000
+    # Committed blocks the core keeps in memory to answer peers; older ones come from the store.
+    committed_blocks_kept: int = 256
 
 
 class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -113,8 +116,10 @@ def validate_config(config: NodeConfig) -> None:
         raise ConfigurationError("p2p: limits must be positive")
     if not 1 <= p2p.reconnect_ms_min <= p2p.reconnect_ms_max:
         raise ConfigurationError("p2p: need 1 <= reconnect_ms_min <= reconnect_ms_max")
-    if config.consensus.catchup_blocks_max < 1:
-        raise ConfigurationError("consensus: catchup_blocks_max must be positive")
+    if min(config.consensus.catchup_blocks_max, config.consensus.committed_blocks_kept) < 1:
+        raise ConfigurationError(
+            "consensus: catchup_blocks_max and committed_blocks_kept must be positive"
+        )
     if not 1 <= config.verify_workers <= 64:
         raise ConfigurationError("verify_workers must be between 1 and 64")
     if config.log_level not in ("debug", "info", "warning", "error"):

@@ -16,7 +16,8 @@ blocks. The loop takes one event, calls `core.handle`, and carries out the retur
 Messages arrive from the transport on the loop, are decoded there (cheap, native msgspec) and
 verified in a one-thread pool (signatures: native, GIL released), which keeps their order; a
 message that fails either is dropped and charged to the peer. Block requests for committed
-blocks the core no longer keeps are answered here from the ledger store, so a peer that fell
+blocks the core no longer keeps (`consensus.committed_blocks_kept`, 256) are answered here
+from the ledger store, so a peer that fell
 behind by up to `consensus.catchup_blocks_max` blocks catches up from this node.
 
 Recovery. At start the driver reads the consensus records (`store.consensus_records`) and
@@ -86,7 +87,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taihang.consensus")
 
-COMMITTED_KEPT: Final = 256  # committed blocks the core keeps; older ones are served from disk
 VERIFY_BACKLOG_MAX: Final = 10_000  # messages waiting for verification before new ones drop
 
 
@@ -576,7 +576,7 @@ def build_consensus_config(node: Node) -> ConsensusConfig:
         block_txs_max=params.block_txs_max,
         block_bytes_max=params.block_bytes_max,
         block_request_retry_ms=config.consensus.block_request_retry_ms,
-        committed_blocks_kept=COMMITTED_KEPT,
+        committed_blocks_kept=config.consensus.committed_blocks_kept,
         orphan_blocks_max=max(2_048, catchup + 256),
     )
     consensus.validate()

@@ -377,3 +377,23 @@ def test_recovered_core_serves_committed_blocks_below_its_head() -> None:
     blocks, qcs = tree.get_ancestors(chain[-2][0], 3)
     assert [b.header.height for b in blocks] == [5, 4, 3]
     assert [qc.vote_data.height for qc in qcs] == [5, 4, 3]
+
+
+def test_block_tree_commits_a_path_longer_than_the_blocks_it_keeps() -> None:
+    """Found by the 4-node e2e catch-up test: a node 300 blocks behind commits them at once;
+    pruning must drop the part below the kept window instead of looking it up (KeyError)."""
+    from taihang.consensus.block_tree import BlockTree
+
+    keys = make_keys(4)
+    genesis = make_genesis(keys)
+    builder = ChainBuilder(keys, genesis)
+    chain = [(builder.block_id(b), b) for b in builder.chain(list(range(1, 41)))]
+    tree = BlockTree(genesis, builder.genesis_id, None, committed_kept=8)
+    for block_id, block in chain:
+        tree.insert(block, block_id)
+    committed = tree.commit(chain[-1][0])
+    assert [b.header.height for b in committed] == list(range(1, 41))
+    assert tree.committed_height == 40
+    assert tree.find_committed_id(32) == chain[31][0]  # the kept window: heights 32..40
+    assert tree.find_committed_id(31) is None and not tree.has_block(chain[30][0])
+    assert len(tree) == 9
