@@ -50,11 +50,10 @@ def init_cluster(
     for entry in network.nodes:
         config_path = entry.home / "config.toml"
         config = tomllib.loads(config_path.read_text())
-        config.setdefault("consensus", {}).update(consensus)
+        config.setdefault("consensus", {}).update({"network_allowance_ms": 300, **consensus})
         config["consensus"]["round_timeout_base_ms"] = round_timeout_base_ms
         config["block"]["idle_block_interval_ms"] = idle_block_interval_ms
         config["block"]["min_block_interval_ms"] = min(50, idle_block_interval_ms)
-        config["consensus"].setdefault("network_allowance_ms", 300)
         config_path.write_text(tomli_w.dumps(config))
     return network
 

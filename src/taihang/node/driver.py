@@ -26,9 +26,8 @@ guard gets the stored SafetyData; with none stored it gets a fresh record only w
 safety file beside the key says this key never signed (`node/safety.py`), otherwise none, and
 then it refuses to sign (a wiped disk must not make the node equivocate).
 
-The mempool is the core's payload source. A leader's block never repeats a transaction of the
-blocks it extends: ids in uncommitted ancestors and in committed-but-unexecuted blocks are
-excluded from `Mempool.take`.
+The mempool is the core's payload source (`node/payload.py`): a leader's block never repeats
+a transaction of the blocks it extends.
 """
 
 from __future__ import annotations
@@ -75,10 +74,10 @@ from taihang.consensus.safety import SigningGuard, build_initial_safety_data
 from taihang.consensus.verify import MessageLimits, MessageVerifier
 from taihang.errors import ConfigurationError, InvalidInput
 from taihang.ledger.block import Block, QuorumCert, compute_block_id
-from taihang.ledger.transaction import TxEnvelope, compute_tx_id
 from taihang.net import FrameKind, Transport, TransportIdentity
 from taihang.node.chain import Chain, ExecutedBlock
 from taihang.node.logs import log, now_ms
+from taihang.node.payload import MempoolPayload, PendingTxIds
 from taihang.node.safety import load_safety_record, save_safety_record
 from taihang.store.consensus_records import ConsensusRecords, StoredConsensus
 
@@ -88,6 +87,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("taihang.consensus")
 
 VERIFY_BACKLOG_MAX: Final = 10_000  # messages waiting for verification before new ones drop
+STORE_SERVES_PER_PEER_MAX: Final = 2  # block requests read from disk at once, per peer
 
 
 class ConsensusDriver:
@@ -131,12 +131,12 @@ class ConsensusDriver:
         self._timers: dict[TimerId, asyncio.TimerHandle] = {}
         self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cverify")
         self._verifying = 0
+        self._serving: dict[str, int] = {}  # peer -> block requests being read from the store
         self._stored_blocks: dict[bytes, int] = {}  # kB records: block id -> height
         self._stored_qc_round = -1
         self._stored_tc_round = -1
         self._safety_recorded = False  # the safety file says this key has signed
-        self._tx_ids: dict[bytes, frozenset[bytes]] = {}  # block id -> its tx ids (cache)
-        self._unexecuted: dict[int, bytes] = {}  # committed, not executed: height -> block id
+        self.pending = PendingTxIds(self.suite)
 
     # --- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -145,7 +145,8 @@ class ConsensusDriver:
         for height in self.chain.store.committed_heights():
             raw = self.chain.store.find_committed_block(height)
             if raw is not None:
-                self._unexecuted[height] = compute_block_id(self.suite, decode(raw, Block).header)
+                block_id = compute_block_id(self.suite, decode(raw, Block).header)
+                self.pending.committed(height, block_id)
         await self.transport.start()
         log(
             logger,
@@ -202,7 +203,7 @@ class ConsensusDriver:
             genesis_block=decode(genesis_raw, Block),
             me=self.node.signer.address,
             guard=guard,
-            payload=MempoolPayload(self),
+            payload=MempoolPayload(self.node, self.find_excluded),
             recovered=self._build_recovered(stored),
         )
 
@@ -378,22 +379,20 @@ class ConsensusDriver:
         for block_id in retired:
             del self._stored_blocks[block_id]
         for block_id in abandoned:
-            self._tx_ids.pop(block_id, None)  # a fork that lost: nothing of it will execute
+            self.pending.forget(block_id)  # a fork that lost: nothing of it will execute
         for block in lost:  # its transactions may still go into a later block
             self.node.restore_transactions(block.transactions)
         self.last_commit_ms = now_ms()
         for block_id, block in blocks:
             height = block.header.height
-            self._unexecuted[height] = block_id
+            self.pending.committed(height, block_id)
             self.node.metrics.block_committed(height, len(block.transactions), duration_s)
             self.node.enqueue_execution(height)
         log(logger, "committed", logging.DEBUG, height=new_height, blocks=len(blocks))
 
     def on_executed(self, executed: ExecutedBlock) -> None:
         """Called on the loop once the executor wrote height h's ledger batch."""
-        block_id = self._unexecuted.pop(executed.height, None)
-        if block_id is not None:
-            self._tx_ids.pop(block_id, None)
+        self.pending.executed(executed.height)
         root = executed.exec_root
         self._push(BlockExecuted(now_ms(), root.height, root.state_root, root.receipts_root))
 
@@ -417,7 +416,9 @@ class ConsensusDriver:
             self._reject(peer, f"undecodable consensus message: {exc.message}")
             return
         if isinstance(message, BlockRequest) and self._serves_from_store(message):
-            asyncio.get_running_loop().create_task(self._serve_from_store(peer, message))
+            if self._serving.get(peer, 0) < STORE_SERVES_PER_PEER_MAX:  # else: it asks again
+                self._serving[peer] = self._serving.get(peer, 0) + 1
+                asyncio.get_running_loop().create_task(self._serve_from_store(peer, message))
             return
         if self._verifying >= VERIFY_BACKLOG_MAX:
             self.rejected["verify_backlog"] = self.rejected.get("verify_backlog", 0) + 1
@@ -436,6 +437,8 @@ class ConsensusDriver:
             self.verifier.verify(message)
         except InvalidInput as exc:
             return exc.message
+        except Exception as exc:  # input from the network must never kill the node
+            return f"verification failed: {exc!r}"
         return None
 
     def _on_verified(
@@ -451,7 +454,7 @@ class ConsensusDriver:
         self.rejected[peer] = self.rejected.get(peer, 0) + 1
         self.transport.charge(peer, reason)
 
-    # --- serving committed blocks from the ledger -----------------------------------------
+    # --- serving committed blocks from the ledger, and the leader's payload ----------------
     def _serves_from_store(self, request: BlockRequest) -> bool:
         core = self.core
         if core is None or core.tree.has_block(request.block_id):
@@ -460,104 +463,23 @@ class ConsensusDriver:
 
     async def _serve_from_store(self, peer: str, request: BlockRequest) -> None:
         count = min(request.count, self.config.blocks_request_max)
-        response = await asyncio.to_thread(self._read_ancestors, request.block_id, count)
+        try:
+            response = await asyncio.to_thread(self._read_ancestors, request.block_id, count)
+        finally:
+            self._serving[peer] -= 1
         if response is not None:
             self.transport.send(peer, FrameKind.CONSENSUS, encode_message(response))
 
     def _read_ancestors(self, block_id: bytes, count: int) -> BlockResponse | None:
-        """Executed blocks ending at `block_id`, newest first, each with the QC its child holds."""
-        store = self.chain.store
-        height = store.find_height_by_id(block_id)
-        if height is None or height == 0:
+        blocks, qcs = self.chain.store.read_certified_ancestors(block_id, count)
+        if not blocks:
             return None
-        child_raw = store.find_block(height + 1)
-        if child_raw is None:
-            return None  # the committed head: the core serves it with its commit proof
-        qc = decode(child_raw, Block).header.qc
-        blocks: list[Block] = []
-        qcs: list[QuorumCert] = []
-        while len(blocks) < count and height > 0:
-            raw = store.find_block(height)
-            if raw is None:
-                break
-            block = decode(raw, Block)
-            blocks.append(block)
-            qcs.append(qc)
-            qc = block.header.qc
-            height -= 1
         return BlockResponse(request_id=block_id, blocks=blocks, qcs=qcs)
 
-    # --- the leader's payload -------------------------------------------------------------
     def find_excluded(self, parent_id: bytes) -> Container[bytes]:
         """Ids in the blocks a new block on `parent_id` extends, down to the executed state."""
-        core = self.core
-        assert core is not None
-        sets: list[frozenset[bytes]] = []
-        seen: set[bytes] = set()
-        current = parent_id
-        executed = self.chain.executed_height
-        while current not in seen:
-            seen.add(current)
-            block = core.tree.find_block(current)
-            if block is None or block.header.height <= executed:
-                break
-            sets.append(self._find_tx_ids(current, block))
-            current = block.header.parent_id
-        for height, block_id in self._unexecuted.items():  # committed below the walk
-            if height > executed and block_id not in seen:
-                cached = self._tx_ids.get(block_id)
-                if cached is not None:
-                    sets.append(cached)
-        return _AnyOf(sets)
-
-    def _find_tx_ids(self, block_id: bytes, block: Block) -> frozenset[bytes]:
-        ids = self._tx_ids.get(block_id)
-        if ids is None:
-            found = []
-            for raw in block.transactions:
-                try:
-                    found.append(compute_tx_id(self.suite, decode(raw, TxEnvelope).body))
-                except InvalidInput:
-                    continue  # it will get a rejected receipt; nothing to exclude
-            ids = frozenset(found)
-            self._tx_ids[block_id] = ids
-        return ids
-
-
-class _AnyOf:
-    """A container that is the union of several sets, without building it."""
-
-    __slots__ = ("_sets",)
-
-    def __init__(self, sets: list[frozenset[bytes]]) -> None:
-        self._sets = sets
-
-    def __contains__(self, item: object) -> bool:
-        return any(item in s for s in self._sets)
-
-
-class MempoolPayload:
-    """The core's `PayloadSource`: ready transactions from the node's mempool."""
-
-    def __init__(self, driver: ConsensusDriver) -> None:
-        self._driver = driver
-
-    def has_payload(self) -> bool:
-        return self._driver.node.mempool.has_ready()
-
-    def get_payload(
-        self, height: int, parent_id: bytes, max_txs: int, max_bytes: int
-    ) -> list[bytes]:
-        node = self._driver.node
-        block = node.config.block
-        node.mempool.remove_expired(height)
-        txs = node.mempool.take(
-            min(max_txs, block.txs_max),
-            min(max_bytes, block.bytes_max),
-            height,
-            exclude=self._driver.find_excluded(parent_id),
-        )
-        return [tx.raw for tx in txs]
+        assert self.core is not None
+        return self.pending.find_excluded(self.core.tree, parent_id, self.chain.executed_height)
 
 
 def build_consensus_config(node: Node) -> ConsensusConfig:

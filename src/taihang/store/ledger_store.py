@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from taihang.codec import decode, encode
 from taihang.constants import STORE_SCHEMA_VERSION
 from taihang.errors import StoreError
-from taihang.ledger.block import ExecRoot
+from taihang.ledger.block import Block, ExecRoot, QuorumCert
 from taihang.store.kv import KVStore
 
 _HEIGHT = struct.Struct(">Q")
@@ -127,6 +127,32 @@ class LedgerStore:
     def find_block(self, height: int) -> bytes | None:
         """An executed block, else a committed one awaiting execution, else None."""
         return self.kv.get(_h(b"B", height)) or self.kv.get(_h(b"c", height))
+
+    def read_certified_ancestors(
+        self, block_id: bytes, count: int
+    ) -> tuple[list[Block], list[QuorumCert]]:
+        """Up to `count` executed blocks ending at `block_id`, newest first, each with the QC
+        its child carries (so each is certified); empty for an unknown id, genesis, or the
+        last executed block (whose QC only a later block or the commit proof holds)."""
+        height = self.find_height_by_id(block_id)
+        if height is None or height == 0:
+            return [], []
+        child_raw = self.find_block(height + 1)
+        if child_raw is None:
+            return [], []
+        qc = decode(child_raw, Block).header.qc
+        blocks: list[Block] = []
+        qcs: list[QuorumCert] = []
+        while len(blocks) < count and height > 0:
+            raw = self.find_block(height)
+            if raw is None:
+                break
+            block = decode(raw, Block)
+            blocks.append(block)
+            qcs.append(qc)
+            qc = block.header.qc
+            height -= 1
+        return blocks, qcs
 
     def find_height_by_id(self, block_id: bytes) -> int | None:
         raw = self.kv.get(b"I" + block_id)
