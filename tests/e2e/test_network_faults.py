@@ -7,6 +7,7 @@ every block id and execution root, and passes `ledger verify`.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import ssl
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from cluster_support import (
     Cluster,
@@ -26,7 +28,17 @@ from cluster_support import (
     wait_all_receipts,
 )
 
+from taihang.codec import decode, encode
+from taihang.consensus.messages import Vote, encode_message
+from taihang.ledger.block import Block, build_vote_data
+from taihang.ledger.genesis import Genesis
+from taihang.net import FrameKind, Transport, TransportIdentity
+from taihang.node.chain import Chain
+from taihang.node.config import NodeConfig, PeerConfig
+from taihang.node.home import NodeHome
 from taihang.node.pki import build_org_ca, issue_node_certificate
+from taihang.sdk.keys import load_key
+from taihang.sdk.tx import build_signed_tx
 
 pytestmark = pytest.mark.e2e
 
@@ -197,3 +209,87 @@ def test_validator_further_behind_than_memory_catches_up_from_peers_stores(
         assert check_agreement(cluster.network) >= target
     finally:
         cluster.cleanup()
+
+
+def test_garbage_from_an_authenticated_peer_is_charged_and_the_network_goes_on(
+    cluster: Cluster,
+) -> None:
+    """node4's key material in hostile hands: node1 drops, counts and charges every bad frame
+    (undecodable consensus bytes, a vote with a forged signature, malformed gossip, a gossiped
+    transaction with a bad signature) and keeps committing with node2 and node3."""
+    cluster.kill("node4")
+    entry = cluster.entry("node4")
+    home = NodeHome(entry.home)
+    config = home.load_config()
+    genesis = home.load_genesis(config)
+    chain = Chain.open(home.data_path(config), genesis)
+    try:
+        header = decode(chain.store.find_block(1) or b"", Block).header
+        author = load_key(entry.home / "node_key.json").address
+        vote = Vote(
+            vote_data=build_vote_data(chain.suite, header), author=author, signature=bytes(64)
+        )
+    finally:
+        chain.close()
+    forged_tx = bytearray(
+        build_signed_tx(
+            seed=bytes(32),
+            suite_name="ed25519",
+            channel=genesis.channel,
+            nonce=0,
+            contract="kv",
+            method="put",
+            args=["k", "v"],
+            expires_at_height=10**6,
+        )
+    )
+    forged_tx[-1] ^= 1
+    frames = [
+        (FrameKind.CONSENSUS, b"\xc1 not msgpack"),
+        (FrameKind.CONSENSUS, encode_message(vote)),
+        (FrameKind.TXS, b"\x93\x01\x02"),
+        (FrameKind.TXS, encode([bytes(forged_tx)])),
+    ]
+    before = cluster.height("node1") or 0
+    asyncio.run(send_as(entry.name, entry.home, config, genesis, "node1", cluster, frames))
+    cluster.wait_until(
+        lambda: cluster.log_tail("node1").count('"peer_charged"') >= len(frames),
+        timeout_s=15,
+        what="node1 to charge node4 for each bad frame",
+    )
+    tail = cluster.log_tail("node1")
+    assert "undecodable consensus message" in tail and "invalid Vote" in tail
+    assert "bad transaction gossip" in tail and "bad signature" in tail
+    assert (cluster.height("node1") or 0) >= before  # still answering
+    advanced(cluster, ["node1", "node2", "node3"], by=3)
+
+
+async def send_as(
+    name: str,
+    home: Path,
+    config: NodeConfig,
+    genesis: Genesis,
+    to: str,
+    cluster: Cluster,
+    frames: list[tuple[FrameKind, bytes]],
+) -> None:
+    target = cluster.entry(to)
+    p2p = msgspec.structs.replace(
+        config.p2p,
+        port=0,
+        peers=[PeerConfig(name=to, host="127.0.0.1", port=target.p2p_port)],
+        reconnect_ms_max=200,
+    )
+    transport = Transport(TransportIdentity.load(home, config, genesis), p2p, lambda *_: None)
+    await transport.start()
+    try:
+        for _ in range(100):
+            if to in transport.connected_peers():
+                break
+            await asyncio.sleep(0.1)
+        assert to in transport.connected_peers(), "the hostile peer never got connected"
+        for kind, body in frames:
+            assert transport.send(to, kind, body)
+        await asyncio.sleep(1.0)  # let the writer flush before closing
+    finally:
+        await transport.close()
