@@ -247,3 +247,69 @@ def check_agreement(network: Network) -> int:
             assert ids[height] == first_ids[height], f"{name} and {first_name} fork at {height}"
         assert roots[:executed] == first_roots[:executed], f"{name}: state differs"
     return common - 1
+
+
+def add_observer(network: Network, name: str = "observer1", org: str = "org1") -> NodeEntry:
+    """A non-voting observer of `org` in genesis (before the first start), with its own home.
+
+    Its key, safety record and TLS certificate (issued by the org's CA) are made as `init`
+    makes a validator's; its config lists every validator as a peer and does not listen.
+    The entry is appended to `network.nodes` in memory, so `Cluster` and `check_agreement`
+    see it.
+    """
+    import msgspec
+
+    from taihang.cli.network import find_free_port
+    from taihang.ledger.genesis import ObserverSpec, encode_genesis_json, load_genesis_json
+    from taihang.node.config import (
+        ApiConfig,
+        PeerConfig,
+        load_config,
+        save_config,
+    )
+    from taihang.node.pki import issue_node_certificate
+    from taihang.node.safety import create_safety_record
+    from taihang.sdk.keys import generate_seed, save_key
+
+    suite = get_suite(network.crypto)
+    home = network.path / "nodes" / name
+    home.mkdir(parents=True)
+    key = save_key(
+        home / "node_key.json",
+        generate_seed(suite),
+        name=name,
+        suite=suite,
+        password=None,
+        development=True,
+    )
+    create_safety_record(home)
+    org_dir = network.path / "orgs" / org
+    tls_key, tls_cert = issue_node_certificate(
+        (org_dir / "ca.key").read_bytes(),
+        (org_dir / "ca.pem").read_bytes(),
+        node_name=name,
+        org_id=org,
+        hosts=["127.0.0.1"],
+    )
+    (home / "tls.key").write_bytes(tls_key)
+    (home / "tls.key").chmod(0o600)
+    (home / "tls.pem").write_bytes(tls_cert)
+    genesis = load_genesis_json((network.path / "genesis.json").read_bytes())
+    observer = ObserverSpec(name=name, org=org, public_key=key.public_key.hex())
+    genesis = msgspec.structs.replace(genesis, observers=[*genesis.observers, observer])
+    encoded = encode_genesis_json(genesis)
+    for path in [network.path, *(e.home for e in network.nodes), home]:
+        (path / "genesis.json").write_bytes(encoded)
+    template = load_config(network.nodes[0].home / "config.toml")
+    peers = [PeerConfig(e.name, "127.0.0.1", e.p2p_port) for e in network.nodes]
+    api_port = find_free_port()
+    config = msgspec.structs.replace(
+        template,
+        name=name,
+        api=ApiConfig(port=api_port),
+        p2p=msgspec.structs.replace(template.p2p, port=0, peers=peers, reconnect_ms_max=500),
+    )
+    save_config(home / "config.toml", config)
+    entry = NodeEntry(name, home, api_port, 0, org)
+    network.nodes.append(entry)
+    return entry

@@ -45,7 +45,7 @@ class FrameKind(IntEnum):
 
     CONSENSUS = 1
     TXS = 2
-    # SYNC = 3 (block sync) is reserved.
+    SYNC = 3  # ledger sync: tips and block ranges (taihang.sync)
 
 
 PAYLOAD_KINDS: Final[dict[int, FrameKind]] = {int(kind): kind for kind in FrameKind}

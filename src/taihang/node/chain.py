@@ -156,7 +156,8 @@ class Chain:
     ) -> None:
         """Persist consecutive committed blocks in one synced batch with their commit proof.
 
-        `tip_qc` is the QC on the last block's child that commits it (the 2-chain rule).
+        `tip_qc` is the QC on the last block's child that commits it (the 2-chain rule), or,
+        for blocks a ledger sync verified under such a proof, the QC on the last block itself.
 
         `extra_puts` rides in the same batch (the consensus records the commit retires).
         """
@@ -167,7 +168,8 @@ class Chain:
             assert block.header.height == height, f"commit {block.header.height} after {height - 1}"
             puts.update(self.store.build_committed_puts(height, encode(block)))
         last_id = blocks[-1][0]
-        assert tip_qc.vote_data.parent_id == last_id, "the commit proof extends the last block"
+        data = tip_qc.vote_data
+        assert last_id in (data.parent_id, data.block_id), "a QC for the last block"
         puts.update(self.store.build_highest_qc_puts(encode(tip_qc)))
         self.store.write(puts)
         self.tip_height, self.tip_id, self.highest_qc = height, last_id, tip_qc

@@ -66,20 +66,28 @@ from taihang.consensus.messages import (
     BlockRequest,
     BlockResponse,
     ConsensusMessage,
+    Proposal,
     SafetyData,
+    TimeoutMsg,
+    Vote,
     decode_message,
     encode_message,
 )
 from taihang.consensus.safety import SigningGuard, build_initial_safety_data
 from taihang.consensus.verify import MessageLimits, MessageVerifier
+from taihang.crypto import CryptoSuite
 from taihang.errors import ConfigurationError, InvalidInput
 from taihang.ledger.block import Block, QuorumCert, compute_block_id
+from taihang.ledger.genesis import Genesis
+from taihang.ledger.transaction import compute_address
 from taihang.net import FrameKind, Transport, TransportIdentity
 from taihang.node.chain import Chain, ExecutedBlock
 from taihang.node.logs import log, now_ms
 from taihang.node.payload import MempoolPayload, PendingTxIds
 from taihang.node.safety import load_safety_record, save_safety_record
+from taihang.node.syncer import LedgerSyncer
 from taihang.store.consensus_records import ConsensusRecords, StoredConsensus
+from taihang.sync.messages import decode_sync_message
 
 if TYPE_CHECKING:
     from taihang.node.runtime import Node
@@ -88,6 +96,8 @@ logger = logging.getLogger("taihang.consensus")
 
 VERIFY_BACKLOG_MAX: Final = 10_000  # messages waiting for verification before new ones drop
 STORE_SERVES_PER_PEER_MAX: Final = 2  # block requests read from disk at once, per peer
+STARTUP_PEER_WAIT_S: Final = 2.0  # how long a starting node waits for a peer to ask its tip
+RESYNC_INTERVAL_S: Final = 5.0  # at most one ledger sync per interval while running
 
 
 class ConsensusDriver:
@@ -104,6 +114,11 @@ class ConsensusDriver:
             member = by_key.get(bytes.fromhex(spec.public_key))
             if member is not None:
                 self.address_of[spec.name] = member.address
+        self.observer_addresses = find_observer_addresses(genesis, self.suite)
+        self.address_of.update(
+            (spec.name, address)
+            for spec, address in zip(genesis.observers, self.observer_addresses, strict=True)
+        )
         self.name_of = {address: name for name, address in self.address_of.items()}
         self.verifier = MessageVerifier(
             chain.validators,
@@ -124,6 +139,15 @@ class ConsensusDriver:
             self._on_peer,
         )
         self.core: ConsensusCore | None = None
+        self.syncer = LedgerSyncer(
+            chain,
+            self.transport,
+            threshold=node.config.consensus.catchup_blocks_max,
+            charge=self._reject,
+            on_committed=self._on_synced_block,
+        )
+        self._resync_wanted = False
+        self._last_resync = 0.0
         self.last_commit_ms: int | None = None
         self.rejected: dict[str, int] = {}
         self._events: deque[Event] = deque()
@@ -140,14 +164,15 @@ class ConsensusDriver:
 
     # --- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
-        stored = await asyncio.to_thread(self.records.load)
-        self.core = self._build_core(stored)
         for height in self.chain.store.committed_heights():
             raw = self.chain.store.find_committed_block(height)
             if raw is not None:
                 block_id = compute_block_id(self.suite, decode(raw, Block).header)
                 self.pending.committed(height, block_id)
         await self.transport.start()
+        await self.syncer.sync(wait_for_peers_s=STARTUP_PEER_WAIT_S)
+        self.core = self._build_core(await asyncio.to_thread(self.records.load))
+        self._drop_stale_events()
         log(
             logger,
             "consensus_started",
@@ -156,7 +181,8 @@ class ConsensusDriver:
             validators=len(self.chain.validators.members),
             can_sign=self.core.guard is not None and self.core.guard.can_sign,
         )
-        self._push(Started(now_ms()))
+        self._events.appendleft(Started(now_ms()))
+        self._wakeup.set()
         try:
             await self._step_loop()
         finally:
@@ -165,6 +191,52 @@ class ConsensusDriver:
             self._timers.clear()
             await self.transport.close()
             self._verify_pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _resync(self) -> None:
+        """Far behind: pause the core, sync the ledger, and restart the core from disk."""
+        self._resync_wanted = False
+        self._last_resync = time.monotonic()
+        result = await self.syncer.sync()
+        if result is None:
+            return  # within reach of block requests after all: the core goes on
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self.core = self._build_core(await asyncio.to_thread(self.records.load))
+        self._drop_stale_events()
+        self._events.appendleft(Started(now_ms()))
+
+    def _drop_stale_events(self) -> None:
+        """Before a new core starts: messages and timers are stale, executions are not (the
+        core learns of heights executed after it read the store only from these)."""
+        executed = [e for e in self._events if isinstance(e, BlockExecuted)]
+        self._events.clear()
+        self._events.extend(executed)
+
+    def _on_synced_block(self, height: int, block_id: bytes) -> None:
+        self.pending.committed(height, block_id)
+        self.last_commit_ms = now_ms()
+        self.node.enqueue_execution(height)
+
+    def _note_height(self, message: ConsensusMessage) -> None:
+        """Ask for a ledger sync when a verified message shows the chain far above us."""
+        core = self.core
+        if core is None or self._resync_wanted:
+            return
+        if isinstance(message, Proposal):
+            height = message.block.header.height
+        elif isinstance(message, Vote):
+            height = message.vote_data.height
+        elif isinstance(message, TimeoutMsg):
+            height = message.high_qc.vote_data.height
+        else:
+            return
+        threshold = self.node.config.consensus.catchup_blocks_max
+        recently = time.monotonic() - self._last_resync < RESYNC_INTERVAL_S
+        if height > core.committed_height + threshold and not recently:
+            log(logger, "far_behind", height=height, committed_height=core.committed_height)
+            self._resync_wanted = True
+            self._wakeup.set()
 
     def wake(self) -> None:
         """Let the step loop notice a stop request."""
@@ -189,12 +261,17 @@ class ConsensusDriver:
             self._stored_tc_round = stored.highest_tc.round
         genesis_raw = chain.store.find_block(0)
         assert genesis_raw is not None, "an initialized store holds the genesis block"
-        guard = SigningGuard(
-            self.node.signer,
-            self.node.signer.address,
-            self._load_safety(stored),
-            channel=self.config.channel,
-            epoch=self.config.epoch,
+        me = self.node.signer.address
+        guard = (
+            SigningGuard(
+                self.node.signer,
+                me,
+                self._load_safety(stored),
+                channel=self.config.channel,
+                epoch=self.config.epoch,
+            )
+            if me in chain.validators.by_address
+            else None  # an observer: it follows and never signs
         )
         return ConsensusCore(
             config=self.config,
@@ -257,14 +334,17 @@ class ConsensusDriver:
         self._wakeup.set()
 
     async def _step_loop(self) -> None:
-        core = self.core
-        assert core is not None
         while not self.node.is_stopping:
+            if self._resync_wanted:
+                await self._resync()
+                continue
             if not self._events:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             event = self._events.popleft()
+            core = self.core
+            assert core is not None
             try:
                 actions = core.handle(event)
             except AssertionError as exc:  # a broken invariant: halt rather than go on
@@ -404,6 +484,14 @@ class ConsensusDriver:
         if kind == FrameKind.TXS:
             self.node.receive_gossip(peer, body)
             return
+        if kind == FrameKind.SYNC:
+            try:
+                sync_message = decode_sync_message(body)
+            except InvalidInput as exc:
+                self._reject(peer, f"undecodable sync message: {exc.message}")
+                return
+            self.syncer.on_message(peer, sync_message)
+            return
         if kind != FrameKind.CONSENSUS:
             return
         address = self.address_of.get(peer)
@@ -448,6 +536,7 @@ class ConsensusDriver:
         if problem is not None:
             self._reject(peer, f"invalid {type(message).__name__}: {problem}")
             return
+        self._note_height(message)
         self._push(MessageReceived(now_ms(), address, message))
 
     def _reject(self, peer: str, reason: str) -> None:
@@ -503,3 +592,8 @@ def build_consensus_config(node: Node) -> ConsensusConfig:
     )
     consensus.validate()
     return consensus
+
+
+def find_observer_addresses(genesis: Genesis, suite: CryptoSuite) -> list[str]:
+    """The addresses of the genesis observers' keys, in genesis order."""
+    return [compute_address(suite, bytes.fromhex(o.public_key)) for o in genesis.observers]

@@ -40,7 +40,7 @@ from taihang.ledger.transaction import (
 from taihang.mempool import Mempool, MempoolLimits
 from taihang.node.chain import Chain, ExecutedBlock
 from taihang.node.config import NodeConfig
-from taihang.node.driver import ConsensusDriver
+from taihang.node.driver import ConsensusDriver, find_observer_addresses
 from taihang.node.gossip import TxGossip, decode_gossip
 from taihang.node.home import NodeHome
 from taihang.node.logs import configure_logging, log, now_ms
@@ -171,8 +171,12 @@ class Node:
 
     def _check_may_sign(self, chain: Chain) -> None:
         if self.key.address not in chain.validators.by_address:
+            observers = find_observer_addresses(chain.genesis, chain.suite)
+            if self.key.address in observers and len(chain.validators.members) > 1:
+                return  # an observer follows the chain and never signs
             raise ConfigurationError(
-                f"this node's key {self.key.address} is not a validator in genesis"
+                f"this node's key {self.key.address} is neither a validator nor an observer "
+                "in genesis"
             )
         if len(chain.validators.members) > 1:
             return  # the consensus driver keeps per-vote safety data (node/driver.py)

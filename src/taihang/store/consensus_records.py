@@ -81,6 +81,14 @@ class ConsensusRecords:
     def build_safety_puts(safety: SafetyData) -> dict[bytes, bytes | None]:
         return {SAFETY: encode(safety)}
 
+    def build_retire_below(self, height: int) -> dict[bytes, bytes | None]:
+        """Deletes of every stored block at or below `height` (after a ledger sync)."""
+        return {
+            key: None
+            for key, value in self.kv.scan(BLOCK_PREFIX)
+            if decode(value, Block).header.height <= height
+        }
+
     @staticmethod
     def build_retire_puts(block_ids: list[bytes]) -> dict[bytes, bytes | None]:
         return {BLOCK_PREFIX + block_id: None for block_id in block_ids}
