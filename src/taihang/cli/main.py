@@ -72,15 +72,56 @@ def print_json(data: Any) -> None:
 @app.command()
 def init(
     home: HomeOption = DEFAULT_HOME,
-    nodes: Annotated[int, typer.Option(help="Organisations, one validator each (1-16).")] = 4,
+    nodes: Annotated[
+        int | None,
+        typer.Option(help="Organisations, one validator each (1-16; default 4, or one per host)."),
+    ] = None,
     channel: str = "default",
     crypto: str = "ed25519",
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="A node on another machine: NAME=ADDRESS[:P2P_PORT[:API_PORT]] (repeatable).",
+        ),
+    ] = None,
+    hosts_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--hosts", help="A TOML hosts file: a nodes.NAME table per node (docs/deploy.md)."
+        ),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(help="Multi-host: where P2P listens (default 0.0.0.0; :: for IPv6)."),
+    ] = None,
+    api_host: Annotated[
+        str | None, typer.Option(help="Multi-host: where the API binds (default 127.0.0.1).")
+    ] = None,
 ) -> None:
-    """Create a network directory: an org CA per node, node keys and TLS certs, genesis."""
-    from taihang.cli.network import init_network
+    """Create a network directory: an org CA per node, node keys and TLS certs, genesis.
 
-    network = init_network(home, nodes=nodes, channel=channel, crypto=crypto)
+    With --host/--hosts the nodes run on other hosts; each org's part goes to orgs/<org>/.
+    """
+    from taihang.cli import network as net
+
+    hosts = net.read_hosts(hosts_file, host or [])
+    if hosts is None and (listen is not None or api_host is not None):
+        fail("--listen and --api-host are for multi-host networks (with --host or --hosts)")
+    count = nodes if nodes is not None else len(hosts) if hosts else net.DEFAULT_NODES
+    network = net.init_network(
+        home,
+        nodes=count,
+        channel=channel,
+        crypto=crypto,
+        hosts=hosts,
+        listen=listen,
+        api_host=api_host or net.DEFAULT_API_HOST,
+    )
     typer.echo(f"created network {network.channel!r} in {network.path}")
+    if hosts is not None:
+        for line in net.describe_handover(network):
+            typer.echo(line)
 
 
 @app.command()
