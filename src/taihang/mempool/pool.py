@@ -198,24 +198,60 @@ class Mempool:
             self._enqueue(record)
         self._insert(record, tx)
 
-    def restore(self, tx: Transaction, *, account_nonce: int, next_height: int) -> None:
-        """Put back a transaction whose block lost a fork, or raise `MempoolRejection`.
+    def restore(
+        self, txs: list[Transaction], *, account_nonces: Mapping[str, int], next_height: int
+    ) -> list[Transaction]:
+        """Put back the transactions of blocks that lost a fork; return those left out.
 
         With several proposers, `take` (and `exclude`) hand a nonce out when a block that
-        holds it is proposed; when that block is abandoned, the nonce was never used. If the
-        executed state has not consumed it, `base` moves back down to it, so the sender's
-        next block can carry it again. Should another committed block hold the same nonce
-        after all, the copy gets a `rejected` receipt: a wasted slot, never a lost tx.
+        holds it is proposed; when that block is abandoned, the nonce was never used. Each
+        sender's transactions go back as one run, and its `base` moves down to the lowest of
+        them, so its next block can carry them again. They were admitted once, so the
+        admission limits (`nonce_gap_max`, `per_sender_max`, the pool totals) are not applied
+        again: a leader whose proposals keep getting lost may hold more than a new sender
+        could submit, but never loses what it accepted. Left out: nonces the executed state
+        consumed (`account_nonces`), ids or nonces already pending, expired transactions.
+        Should another committed block hold the same nonce after all, the copy gets a
+        `rejected` receipt: a wasted slot, never a lost transaction.
         """
-        record = self._senders.get(tx.sender)
-        floor = account_nonce if record is None else max(account_nonce, record.state_nonce)
-        if record is None or not floor <= tx.nonce < record.base:
-            self.add(tx, account_nonce=account_nonce, next_height=next_height)
-            return
-        self._validate_add(tx, record, tx.nonce, [], next_height)
-        record.state_nonce = floor
-        record.base = tx.nonce  # every pending nonce is above the old base, so above this
-        self._insert(record, tx)  # the new head: queued unless the sender already is
+        left_out: list[Transaction] = []
+        by_sender: dict[str, list[Transaction]] = {}
+        for tx in txs:
+            by_sender.setdefault(tx.sender, []).append(tx)
+        for sender in sorted(by_sender):  # never let the caller's order reach the queue
+            account_nonce = account_nonces.get(sender, 0)
+            record = self._senders.get(sender)
+            if record is None:
+                record = _Sender(account_nonce)
+                self._senders[sender] = record
+            record.state_nonce = max(record.state_nonce, account_nonce)
+            lowest = record.base
+            for tx in sorted(by_sender[sender], key=lambda t: t.nonce):
+                if (
+                    tx.nonce < record.state_nonce
+                    or tx.id in self._by_id
+                    or tx.nonce in record.txs
+                    or tx.body.expires_at_height < next_height
+                ):
+                    left_out.append(tx)
+                    continue
+                lowest = min(lowest, tx.nonce)
+                self._insert(record, tx)
+            self._settle_base(sender, record, max(lowest, record.state_nonce))
+        return left_out
+
+    def _settle_base(self, sender: str, record: _Sender, base: int) -> None:
+        """Set `record.base` (up or down) and make its place in the ready queue right."""
+        if base > record.base:
+            for tx in self._find_below(record, base):
+                self._remove(record, tx)
+        record.base = base
+        if base in record.txs:
+            if record.ticket == 0:
+                self._enqueue(record)
+        else:
+            self._dequeue(record)
+        self._forget_if_idle(sender, record)
 
     def _validate_add(
         self,

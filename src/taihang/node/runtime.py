@@ -305,17 +305,20 @@ class Node:
     def restore_transactions(self, raws: list[bytes]) -> None:
         """Put back the transactions of a block that lost a fork (those this node verified)."""
         assert self.chain is not None
-        next_height = self.chain.tip_height + 1
+        txs = []
         for raw in raws:
             try:
                 tx = decode_transaction(raw, self.chain.suite)
             except InvalidInput:
                 continue
-            if tx.id not in self._verified:
-                continue  # never admitted here: not this node's to bring back
-            nonce = get_account_nonce(self.chain.tree, tx.sender)
-            with contextlib.suppress(InvalidInput):
-                self.mempool.restore(tx, account_nonce=nonce, next_height=next_height)
+            if tx.id in self._verified:  # others were never admitted here
+                txs.append(tx)
+        senders = {tx.sender for tx in txs}
+        nonces: dict[str, int] = {s: get_account_nonce(self.chain.tree, s) for s in senders}
+        left_out = self.mempool.restore(
+            txs, account_nonces=nonces, next_height=self.chain.tip_height + 1
+        )
+        log(logger, "txs_restored", logging.DEBUG, restored=len(txs) - len(left_out))
         if self.mempool.has_ready():
             self._tx_event.set()
 

@@ -435,8 +435,7 @@ def test_restore_puts_back_the_txs_of_an_abandoned_block() -> None:
     add_all(pool, txs)
     proposed = pool.take(2, 1_000_000, 1)  # nonces 0 and 1 go into a block that loses
     assert [tx.nonce for tx in proposed] == [0, 1]
-    for tx in proposed:
-        pool.restore(tx, account_nonce=0, next_height=2)
+    assert pool.restore(proposed, account_nonces={}, next_height=2) == []
     assert [tx.nonce for tx in pool.take(10, 1_000_000, 2)] == [0, 1, 2]
 
 
@@ -444,18 +443,36 @@ def test_restore_skips_nonces_the_state_already_consumed() -> None:
     pool = Mempool(ROOMY)
     add_all(pool, [make_tx(1, n) for n in range(3)])
     proposed = pool.take(2, 1_000_000, 1)
-    # Another block with nonce 0 executed: only nonce 1 can come back.
-    with pytest.raises(MempoolRejection):
-        pool.restore(proposed[0], account_nonce=1, next_height=2)
-    pool.restore(proposed[1], account_nonce=1, next_height=2)
+    # Another block with nonce 0 executed: only nonce 1 comes back.
+    left_out = pool.restore(proposed, account_nonces={address(1): 1}, next_height=2)
+    assert [tx.nonce for tx in left_out] == [0]
     assert [tx.nonce for tx in pool.take(10, 1_000_000, 2)] == [1, 2]
 
 
-def test_restore_rejects_without_changing_the_pool() -> None:
+def test_restore_keeps_runs_beyond_the_admission_limits() -> None:
+    """A leader whose proposals are all lost took 4 x 30 nonces; restoring them must not
+    apply the nonce gap (10 here) or the per-sender limit again: nothing accepted is lost."""
+    limits = MempoolLimits(txs_max=1000, bytes_max=1_000_000, per_sender_max=40, nonce_gap_max=10)
+    pool = Mempool(limits)
+    nonce = 0
+    lost_blocks = []
+    for _ in range(4):
+        for _ in range(10):
+            pool.add(make_tx(1, nonce), account_nonce=0, next_height=1)
+            nonce += 1
+        lost_blocks.append(pool.take(100, 1_000_000, 1))
+    pool.add(make_tx(1, nonce), account_nonce=0, next_height=1)  # still pending
+    abandoned = [tx for block in reversed(lost_blocks) for tx in block]  # any order
+    assert pool.restore(abandoned, account_nonces={address(1): 0}, next_height=2) == []
+    assert [tx.nonce for tx in pool.take(100, 1_000_000, 2)] == list(range(41))
+
+
+def test_restore_leaves_out_duplicates_and_expired_without_changing_the_pool() -> None:
     pool = Mempool(ROOMY)
     add_all(pool, [make_tx(1, 0)])
-    taken = pool.take(1, 1_000_000, 1)[0]
-    before = snapshot(pool, [taken])
-    with pytest.raises(MempoolRejection):
-        pool.restore(taken, account_nonce=0, next_height=10**6)  # expired by now
-    assert snapshot(pool, [taken]) == before
+    taken = pool.take(1, 1_000_000, 1)
+    before = snapshot(pool, taken)
+    assert pool.restore(taken, account_nonces={}, next_height=10**6) == taken  # expired
+    assert snapshot(pool, taken) == before
+    pool.restore(taken, account_nonces={}, next_height=2)
+    assert pool.restore(taken, account_nonces={}, next_height=2) == taken  # already pending
