@@ -16,16 +16,14 @@ The last two need Byzantine proposers to show (honest leaders always extend thei
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import msgspec
 
 from taihang.consensus.core import ConsensusCore
 from taihang.consensus.events import Action, Event, PersistSafetyData
-from taihang.consensus.messages import ConsensusMessage, SafetyData, Vote
+from taihang.consensus.messages import SafetyData, Vote
 from taihang.consensus.safety import SigningGuard
 from taihang.ledger.block import BlockHeader, QuorumCert, TimeoutCert
-from taihang.sim.cluster import Cluster, SimTiming
+from taihang.sim.cluster import Cluster
 from taihang.sim.jolteon import JolteonBinding
 from taihang.sim.node import SimDisk, SimPayload
 
@@ -40,22 +38,13 @@ class _ForgetfulCore:
         return [a for a in self._core.handle(event) if not isinstance(a, PersistSafetyData)]
 
 
-class SkipPersistBinding:
-    two_chain_commits: ClassVar[bool] = True
+class SkipPersistBinding(JolteonBinding):
+    """A `JolteonBinding` subclass, so that it also binds under Twins and `twin` instances."""
 
-    def __init__(self) -> None:
-        self._binding = JolteonBinding()
-
-    def compute_round_timeout_max_ms(self, timing: SimTiming) -> int:
-        return self._binding.compute_round_timeout_max_ms(timing)
-
-    def build_core(
+    def build_core(  # type: ignore[override]
         self, cluster: Cluster, node: int, disk: SimDisk, payload: SimPayload
     ) -> _ForgetfulCore:
-        return _ForgetfulCore(self._binding.build_core(cluster, node, disk, payload))
-
-    def verify_message(self, cluster: Cluster, message: ConsensusMessage) -> None:
-        self._binding.verify_message(cluster, message)
+        return _ForgetfulCore(super().build_core(cluster, node, disk, payload))
 
 
 class _EagerCommitCore(ConsensusCore):

@@ -2,7 +2,8 @@
 
 * 150 seeds at n = 4 with one Byzantine node and 150 at n = 7 with two, fake signatures, in two
   worker processes: no violation among the honest nodes;
-* each behaviour really fires: its fault counter is non-zero over those seeds;
+* each behaviour really fires: its fault counter is non-zero over those seeds (for `twin`:
+  instances added, messages they sent, rounds in which they signed conflicting messages);
 * the plan: Byzantine nodes stay within f together with the wiped ones, and are drawn last, so
   the honest part of a seed's plan does not change;
 * a Byzantine seed replays bit for bit, in two processes with different hash seeds.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from taihang.sim.byzantine import BEHAVIOURS, REJECTED
+from taihang.sim.byzantine import BEHAVIOURS, REJECTED, TWIN, TWIN_CONFLICT, TWIN_SENT
 from taihang.sim.plan import generate_plan
 from taihang.sim.runner import (
     CampaignSummary,
@@ -65,6 +66,13 @@ def test_each_behaviour_fires(summaries: list[CampaignSummary], behaviour: str) 
     assert total > 0, f"no {behaviour} fault injected: the Byzantine wrapper is broken"
 
 
+def test_twin_instances_send_and_sign_conflicting_messages(
+    summaries: list[CampaignSummary],
+) -> None:
+    assert sum(summary.faults.get(TWIN_SENT, 0) for summary in summaries) > 0
+    assert sum(summary.faults.get(TWIN_CONFLICT, 0) for summary in summaries) > 0
+
+
 def test_honest_receivers_drop_invalid_messages(summaries: list[CampaignSummary]) -> None:
     assert sum(summary.faults.get(REJECTED, 0) for summary in summaries) > 0
 
@@ -77,7 +85,8 @@ def test_byzantine_plan_stays_within_f_and_leaves_the_rest_unchanged() -> None:
         assert not plan.byzantine_nodes & set(plan.wiped_nodes)
         assert len(plan.byzantine_nodes) + len(plan.wiped_nodes) <= 2
         for _, kinds in plan.byzantine:
-            assert 1 <= len(kinds) <= 2 and set(kinds) <= set(BEHAVIOURS)
+            wrapper = [k for k in kinds if k != TWIN]  # one or two, and maybe a twin instance
+            assert 1 <= len(wrapper) <= 2 and set(kinds) <= set(BEHAVIOURS)
         # Drawn before the wipe budget (the only draw Byzantine nodes change): the same.
         assert plan.partitions == honest.partitions
         assert [c for c in plan.crashes if not c.wipe] == [c for c in honest.crashes if not c.wipe]

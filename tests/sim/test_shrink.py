@@ -2,7 +2,8 @@
 
 A mutant of the real core (`sim_mutants.IgnoreTcHqcBinding`, the vote rule without rule 3's
 second clause) makes seeds fail with `--byzantine 1`; the first failing seed in the CI budget
-is shrunk once per module (well under a second) and the result checked: never larger, smaller
+is shrunk once per module (about 2 s: since the `twin` behaviour that seed is 17, whose
+failure needs its twin instance) and the result checked: never larger, smaller
 where it can be, the same violation kind, the same result twice, and the same failure when the
 scenario file is replayed through the CLI, in this process and in a fresh one.
 """

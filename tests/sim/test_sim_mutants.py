@@ -26,7 +26,7 @@ SIGNING_RULE_KINDS = {
 # mutant -> (the violations that may reveal it, the first seed that does with --byzantine 1)
 EXPECTED = {
     "SkipPersistBinding": (SIGNING_RULE_KINDS, 47),
-    "IgnoreTcHqcBinding": ({"vote_breaks_rule_3", "agreement"}, 18),
+    "IgnoreTcHqcBinding": ({"vote_breaks_rule_3", "agreement"}, 17),
     "NonConsecutiveCommitBinding": ({"commit_without_2chain", "agreement"}, 0),
 }
 

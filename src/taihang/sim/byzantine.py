@@ -24,6 +24,19 @@ name, per injected message):
 * `clock_skew`: the node's own proposals leave with their timestamp moved by U[-500, +500] ms
   and re-signed; honest nodes hold, refuse or accept them by the timestamp rule.
 
+One behaviour is not a wrapper: `twin` (Twins in random mode). The node runs as two simulated
+instances holding its key, each with its own disk, core, timers and payload source, both live
+in the cluster under the run's fault plan; the second instance (`n + k` for the k-th twinned
+node) sends what its core sends, untampered, and stands on the other side of every partition
+from the first, so each side may count the key's vote. The two may sign conflicting proposals,
+votes and timeouts in one round. The engine builds the instance (`Simulation`, through the
+binding's `validator_of`); this module only draws it: `draw_twins` adds `twin` to a Byzantine
+node's behaviours with probability `TWIN_PROBABILITY`, from a side RNG forked off the run's
+RNG state after the other draws (`fork_rng`), so the run's own RNG is not advanced and every
+seed that draws no twin runs exactly as before the behaviour existed. The summary counts
+`twin` (instances added), `twin_sent` (messages the second instances sent) and `twin_conflict`
+(rounds in which the two instances of one key signed different votes, timeouts or proposals).
+
 Honest receivers drop (and the engine counts as `rejected`) whatever fails decoding or
 verification; everything else reaches their cores, which must cope. All randomness comes from
 the run's RNG, so a Byzantine seed replays bit for bit.
@@ -31,6 +44,7 @@ the run's RNG, so a Byzantine seed replays bit for bit.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable
 from typing import Final
@@ -59,7 +73,8 @@ from taihang.ledger.block import (
 )
 from taihang.sim.cluster import Cluster
 
-BEHAVIOURS: Final = (
+# The behaviours the wrapper injects; each Byzantine node draws one or two of them.
+WRAPPER_BEHAVIOURS: Final = (
     "equivocate",
     "withhold",
     "invalid_signatures",
@@ -68,8 +83,14 @@ BEHAVIOURS: Final = (
     "stale_proposal",
     "clock_skew",
 )
+TWIN: Final = "twin"  # a second instance with the node's key (drawn apart: `draw_twins`)
+TWIN_SENT: Final = "twin_sent"  # messages the second instances sent
+TWIN_CONFLICT: Final = "twin_conflict"  # (kind, round)s the two instances signed differently
+BEHAVIOURS: Final = (*WRAPPER_BEHAVIOURS, TWIN)
+TWIN_KINDS: Final = (TWIN, TWIN_SENT, TWIN_CONFLICT)  # counted only in runs with a twin
+TWIN_PROBABILITY: Final = 0.2  # per Byzantine node: about as often as one wrapper behaviour
 REJECTED: Final = "rejected"  # messages from Byzantine senders that honest receivers dropped
-BYZANTINE_KINDS: Final = (*BEHAVIOURS, REJECTED)
+BYZANTINE_KINDS: Final = (*WRAPPER_BEHAVIOURS, REJECTED)
 CORRUPT_PROBABILITY: Final = 0.5
 REPLAY_PROBABILITY: Final = 0.25
 RESIGN_PROBABILITY: Final = 0.3  # of replays: a vote re-signed for another channel id
@@ -91,8 +112,32 @@ def draw_byzantine(
     candidates = [i for i in range(nodes) if i not in wiped]
     chosen = sorted(rng.sample(candidates, count))
     return tuple(
-        (node, tuple(sorted(rng.sample(BEHAVIOURS, rng.randint(1, 2))))) for node in chosen
+        (node, tuple(sorted(rng.sample(WRAPPER_BEHAVIOURS, rng.randint(1, 2))))) for node in chosen
     )
+
+
+def draw_twins(
+    rng: random.Random, byzantine: tuple[tuple[int, tuple[str, ...]], ...]
+) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """Add `twin` to each Byzantine node's behaviours with probability `TWIN_PROBABILITY`.
+
+    `rng` should be a side RNG (`fork_rng`): drawing from the run's own would shift every later
+    draw of every Byzantine seed, twin or not.
+    """
+    return tuple(
+        (node, tuple(sorted((*kinds, TWIN))) if rng.random() < TWIN_PROBABILITY else kinds)
+        for node, kinds in byzantine
+    )
+
+
+def fork_rng(rng: random.Random, label: bytes) -> random.Random:
+    """An RNG seeded from `rng`'s state and `label`, leaving `rng` where it was.
+
+    The state is a tuple of ints, so its repr, and the SHA-256 of it, are the same in every
+    process; a bytes seed is hashed by `random` itself, never by `hash()`.
+    """
+    digest = hashlib.sha256(label + repr(rng.getstate()).encode()).digest()
+    return random.Random(digest)
 
 
 def _author(message: ConsensusMessage) -> str | None:
@@ -371,3 +416,39 @@ class ByzantineWrapper:
     def _random_peer(self, node: int) -> int:
         peer = self._rng.randrange(self._cluster.size - 1)
         return peer + 1 if peer >= node else peer
+
+
+class TwinCounter:
+    """The `twin` counts of a run: instances added (`twin`), messages the second instances sent
+    (`twin_sent`), and `twin_conflict`: a (key, kind, round) that two instances of one key
+    signed with different contents (another block voted for or proposed, another timeout)."""
+
+    def __init__(self, cluster: Cluster, counts: dict[str, int], twinned: int) -> None:
+        self._cluster = cluster
+        self._counts = counts
+        counts.update(dict.fromkeys(TWIN_KINDS, 0), **{TWIN: twinned})
+        self._first: dict[tuple[str, str, int], tuple[int, bytes]] = {}  # -> (instance, content)
+        self._conflicts: set[tuple[str, str, int]] = set()
+
+    def count_sent(self) -> None:
+        self._counts[TWIN_SENT] += 1
+
+    def observe(self, instance: int, address: str, message: ConsensusMessage) -> None:
+        """Note one message the core of `instance` (holding `address`'s key) sent, before any
+        wrapper touches it."""
+        if _author(message) != address:
+            return  # block sync, or another validator's message passed on
+        key = (address, type(message).__name__, _round(message))
+        content = self._content(message)
+        first = self._first.setdefault(key, (instance, content))
+        if first[0] != instance and first[1] != content and key not in self._conflicts:
+            self._conflicts.add(key)
+            self._counts[TWIN_CONFLICT] += 1
+
+    def _content(self, message: ConsensusMessage) -> bytes:
+        if isinstance(message, Vote):
+            return message.vote_data.block_id
+        if isinstance(message, TimeoutMsg):
+            return message.timeout.hqc_round.to_bytes(8, "big")
+        assert isinstance(message, Proposal)
+        return compute_block_id(self._cluster.suite, message.block.header)

@@ -23,6 +23,12 @@ Theory of operation
 * **Phases.** Faults happen in `[0, faulty_ms)`; then the network heals and every downed node
   restarts, and the healed phase runs until `end_ms` or, with `early_stop`, until every node
   that keeps its keys and disk has committed enough new blocks.
+* **Instances.** A validator may run as two nodes with one key (`twinned`: the plan's `twin`
+  nodes in random mode, the scenario's in Twins mode): node `n + k` is the second instance of
+  `twinned[k]`, with its own disk, core, timers and payload source. A `Send` to an identity goes
+  to each of its instances (but the sender), a `Broadcast` to every instance of another
+  identity; the binding's `validator_of` gives the instance its key. Both are Byzantine: a
+  second instance's sends leave untampered and unjudged (`_transmit_unjudged`).
 * **Checks** run inside the driver (`SafetyMonitor`); the first violation ends the run.
 """
 
@@ -64,7 +70,7 @@ from taihang.consensus.messages import (
 )
 from taihang.errors import DecodeError, InvalidInput
 from taihang.ledger.block import compute_block_id
-from taihang.sim.byzantine import BYZANTINE_KINDS, REJECTED, ByzantineWrapper
+from taihang.sim.byzantine import BYZANTINE_KINDS, REJECTED, ByzantineWrapper, TwinCounter
 from taihang.sim.checkers import (
     LIVENESS_COMMITS_MIN,
     Progress,
@@ -74,7 +80,7 @@ from taihang.sim.checkers import (
 )
 from taihang.sim.cluster import SIM_START_MS, Cluster, ConsensusBinding, compute_genesis_state_root
 from taihang.sim.network import SimNetwork
-from taihang.sim.node import SimNode, SimPayload, compute_sim_exec_root
+from taihang.sim.node import SimNode, build_nodes, compute_sim_exec_root, compute_targets
 from taihang.sim.plan import FAULT_KINDS, TXS_PER_BLOCK, Crash, FaultPlan
 from taihang.sim.trace import Trace
 
@@ -120,7 +126,9 @@ class Simulation:
         healed_ms: int,
         trace: Trace | None = None,
         early_stop: bool = True,
+        twinned: tuple[int, ...] | None = None,
     ) -> None:
+        """`twinned`: validators with a second instance; None: the plan's `twin` nodes."""
         assert plan.nodes == cluster.size, "the plan and the cluster disagree on n"
         self.cluster = cluster
         self.plan = plan
@@ -132,19 +140,16 @@ class Simulation:
         self.heal_ms = plan.faulty_ms
         self.end_ms = plan.faulty_ms + healed_ms
         self.counts = dict.fromkeys(FAULT_KINDS, 0)
-        self.byzantine: ByzantineWrapper | None = None
-        if plan.byzantine:  # only then: the honest summaries and traces stay as they were
-            self.counts.update(dict.fromkeys(BYZANTINE_KINDS, 0))
-            record = None if trace is None else self._record_injection
-            self.byzantine = ByzantineWrapper(plan.byzantine, cluster, rng, self.counts, record)
-        self.honest = [i not in plan.byzantine_nodes for i in range(cluster.size)]
-        self.network = SimNetwork(plan, rng, self.counts)
+        self.twinned = plan.twinned_nodes if twinned is None else twinned
+        self.instances = tuple(range(cluster.size)) + self.twinned  # node -> its validator
+        self.byzantine, self.twin_counter = self._build_byzantine(trace is not None)
+        unjudged = plan.byzantine_nodes | set(self.twinned)
+        self.honest = [validator not in unjudged for validator in self.instances]
+        self.network = SimNetwork(plan, rng, self.counts, self.instances)
         self.monitor = SafetyMonitor()
-        self.nodes = [
-            SimNode(i, cluster.address(i), SimPayload(i, plan.txs_waiting[i], TXS_PER_BLOCK))
-            for i in range(cluster.size)
-        ]
-        self.index_of = {node.address: node.index for node in self.nodes}
+        self.nodes = build_nodes(cluster, plan, self.instances, TXS_PER_BLOCK)
+        self.index_of = {node.address: node.index for node in self.nodes[: cluster.size]}
+        self.targets_of = compute_targets(self.nodes)  # identity -> the nodes holding it
         self.live_nodes = [  # honest nodes that keep keys and disk: the liveness set
             n for n in self.nodes if n.index not in plan.wiped_nodes and self.honest[n.index]
         ]
@@ -171,6 +176,19 @@ class Simulation:
         }
         if trace is not None:
             trace.names = dict(self.index_of)
+
+    def _build_byzantine(self, traced: bool) -> tuple[ByzantineWrapper | None, TwinCounter | None]:
+        """The wrapper, and the counter of the random mode's `twin`, only where the plan has
+        them: honest runs, and Byzantine runs without a twin, count and trace as before."""
+        plan = self.plan
+        if not plan.byzantine:
+            return None, None
+        self.counts.update(dict.fromkeys(BYZANTINE_KINDS, 0))
+        record = self._record_injection if traced else None
+        wrapper = ByzantineWrapper(plan.byzantine, self.cluster, self.rng, self.counts, record)
+        if not plan.twinned_nodes:
+            return wrapper, None
+        return wrapper, TwinCounter(self.cluster, self.counts, len(self.twinned))
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -317,7 +335,7 @@ class Simulation:
             raise Violation(
                 "core_exception", f"verifier: {type(exc).__name__}: {exc}", node=node.index
             ) from exc
-        if self.byzantine is not None and not self.honest[node.index]:
+        if self.byzantine is not None and self.byzantine.is_byzantine(node.index):
             self.byzantine.observe(node.index, message)
         sender_address = self.nodes[sender].address
         self._step(
@@ -347,42 +365,57 @@ class Simulation:
         node.disk.certs.append(action.cert)
 
     def _send(self, node: SimNode, action: Send) -> None:
-        target = self.index_of.get(action.to)
-        if target is None:
+        targets = self.targets_of.get(action.to)
+        if targets is None:
             raise Violation("core_exception", f"send to unknown peer {action.to}", node=node.index)
-        self._transmit(node, action.message, [target])
+        if len(targets) > 1:  # a twinned identity: each of its instances but the sender
+            targets = [i for i in targets if i != node.index]
+        self._transmit(node, action.message, targets)
 
     def _broadcast(self, node: SimNode, action: Broadcast) -> None:
-        self._transmit(node, action.message, [n.index for n in self.nodes if n is not node])
+        targets = [n.index for n in self.nodes if n.address != node.address]
+        self._transmit(node, action.message, targets)
 
     def _request_blocks(self, node: SimNode, action: RequestBlocks) -> None:
         request = BlockRequest(block_id=action.block_id, count=action.count)
         self._send(node, Send(to=action.peer, message=request))
 
     def _transmit(self, node: SimNode, message: ConsensusMessage, targets: list[int]) -> None:
-        if self.byzantine is not None and not self.honest[node.index]:
-            self._transmit_byzantine(node, message, targets)
+        if not self.honest[node.index]:
+            if self.twin_counter is not None and self.instances[node.index] in self.twinned:
+                self.twin_counter.observe(node.index, node.address, message)
+            if self.byzantine is not None and self.byzantine.is_byzantine(node.index):
+                self._transmit_byzantine(node, message, targets)
+            else:
+                self._transmit_unjudged(node, message, targets)
             return
         self._observe_proposal(message)
         self.monitor.check_outgoing(node.index, node.address, message, wiped=node.wiped)
-        data = encode_message(message)
-        elapsed_ms = self.elapsed_ms
-        for target in targets:  # in index order, so the RNG draws happen in a fixed order
-            for delay_ms in self.network.route(elapsed_ms, node.index, target):
-                self._schedule(delay_ms, _DELIVER, target, node.index, data)
+        self._route(node, encode_message(message), targets)
 
     def _transmit_byzantine(
         self, node: SimNode, message: ConsensusMessage, targets: list[int]
     ) -> None:
         """A Byzantine node's send: the wrapper decides what leaves; no checks judge it."""
         assert self.byzantine is not None
-        elapsed_ms = self.elapsed_ms
         for sent, sent_targets in self.byzantine.mutate(node.index, message, targets):
             self._observe_proposal(sent)
-            data = encode_message(sent)
-            for target in sent_targets:
-                for delay_ms in self.network.route(elapsed_ms, node.index, target):
-                    self._schedule(delay_ms, _DELIVER, target, node.index, data)
+            self._route(node, encode_message(sent), sent_targets)
+
+    def _transmit_unjudged(
+        self, node: SimNode, message: ConsensusMessage, targets: list[int]
+    ) -> None:
+        """A second instance's send: what its core sends, untampered; no checks judge it."""
+        if self.twin_counter is not None:
+            self.twin_counter.count_sent()
+        self._observe_proposal(message)  # a twin signs conflicting messages: not judged
+        self._route(node, encode_message(message), targets)
+
+    def _route(self, node: SimNode, data: bytes, targets: list[int]) -> None:
+        elapsed_ms = self.elapsed_ms
+        for target in targets:  # in index order, so the RNG draws happen in a fixed order
+            for delay_ms in self.network.route(elapsed_ms, node.index, target):
+                self._schedule(delay_ms, _DELIVER, target, node.index, data)
 
     def _observe_proposal(self, message: ConsensusMessage) -> None:
         """Show the monitor a TC-justified proposal, for the rule-3 check of votes for it."""

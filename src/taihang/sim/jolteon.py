@@ -12,11 +12,17 @@ core is built, so the core runs unmodified, exactly as a node would build it:
 * the verifier stage is the production `MessageVerifier`. One verifier (and certificate cache)
   serves the whole run: verification is stateless, so sharing the cache changes no outcome and
   saves verifying each certificate once per node.
+
+A validator may run as more than one simulated node (Twins mode, and the random mode's `twin`
+behaviour): `InstanceBinding` maps node `i` to the validator `instances[i]` through the
+`validator_of` hook, and `mix_binding` puts such a mixin over the production binding or over a
+test mutant that subclasses `JolteonBinding`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import importlib
+from typing import Any, ClassVar, TypeVar
 
 from taihang.consensus.config import ConsensusConfig
 from taihang.consensus.core import ConsensusCore, RecoveredState
@@ -26,8 +32,9 @@ from taihang.consensus.pacemaker import compute_round_timeout_max_ms
 from taihang.consensus.safety import SigningGuard
 from taihang.consensus.verify import MessageLimits, MessageVerifier
 from taihang.crypto import CryptoSuite
+from taihang.errors import ConfigurationError
 from taihang.ledger.block import QuorumCert, TimeoutCert
-from taihang.sim.cluster import SIM_CHANNEL, Cluster, SimTiming
+from taihang.sim.cluster import DEFAULT_BINDING, SIM_CHANNEL, Cluster, SimTiming
 from taihang.sim.node import SimDisk, SimPayload
 
 
@@ -145,3 +152,37 @@ class JolteonBinding:
                 ),
             )
         return self._verifier
+
+
+class InstanceBinding(JolteonBinding):
+    """The Jolteon binding where node `i` holds validator `instances[i]`'s key and identity."""
+
+    def __init__(self, instances: tuple[int, ...]) -> None:
+        super().__init__()
+        self.instances = instances
+
+    def validator_of(self, node: int) -> int:
+        return self.instances[node]
+
+
+MixinT = TypeVar("MixinT", bound=InstanceBinding)
+
+
+def mix_binding(spec: str, mixin: type[MixinT], *args: Any) -> MixinT:
+    """`mixin(*args)` over the binding named `spec`: the production one, or a test mutant.
+
+    A mutant must subclass `JolteonBinding` (its `build_core` then asks the mixin's
+    `validator_of`); it goes under the mixin, as in `TwinsSkipPersistBinding`.
+    """
+    if spec == DEFAULT_BINDING:
+        return mixin(*args)
+    module_name, _, attribute = spec.partition(":")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    if not (isinstance(factory, type) and issubclass(factory, JolteonBinding)):
+        raise ConfigurationError(
+            f"a validator with two instances needs a JolteonBinding subclass, not {spec!r} "
+            "(in random mode, --without twin runs without them)"
+        )
+    name = mixin.__name__.removesuffix("Binding") + factory.__name__
+    mixed: type[MixinT] = type(name, (mixin, factory), {})
+    return mixed(*args)

@@ -9,24 +9,52 @@ node sends to itself skip the network: they arrive after 0 ms, in order, and are
 
 A partition cuts a link for messages *sent* while it is active; messages already on the wire
 still arrive, as they would on a real network where the cut is at the sender's side.
+
+A validator with a second instance (the `twin` behaviour) puts that instance, node `n + k`, on
+the other side of every partition from its first one (`compute_instance_cut_links`), so each
+side can count the key's vote, as in the Twins attack; links are then numbered over all the
+instances. Without one, the links and every draw are exactly as before.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
-from taihang.sim.plan import REORDER_SPIKE_MS_MAX, FaultPlan
+from taihang.sim.plan import REORDER_SPIKE_MS_MAX, FaultPlan, Partition
+
+
+def compute_instance_cut_links(
+    partition: Partition, instances: tuple[int, ...], nodes: int
+) -> frozenset[int]:
+    """The links `partition` cuts among `instances` (instance i runs as validator
+    `instances[i]`; i >= nodes is a second instance, placed on the side its validator is not
+    on), encoded as `src * len(instances) + dst`."""
+    if len(instances) == nodes:
+        return partition.compute_cut_links(nodes)
+    side_a = set(partition.side_a)
+    a = tuple(i for i, v in enumerate(instances) if (v in side_a) != (i >= nodes))
+    b = tuple(i for i in range(len(instances)) if i not in a)
+    return replace(partition, side_a=a, side_b=b).compute_cut_links(len(instances))
 
 
 class SimNetwork:
-    __slots__ = ("_cuts", "_plan", "_rng", "counts", "healed")
+    __slots__ = ("_cuts", "_plan", "_rng", "_stride", "counts", "healed")
 
-    def __init__(self, plan: FaultPlan, rng: random.Random, counts: dict[str, int]) -> None:
+    def __init__(
+        self,
+        plan: FaultPlan,
+        rng: random.Random,
+        counts: dict[str, int],
+        instances: tuple[int, ...] = (),
+    ) -> None:
         self._plan = plan
         self._rng = rng
+        instances = instances or tuple(range(plan.nodes))
+        self._stride = len(instances)  # links are numbered src * stride + dst
         # (start, end, cut links, kind) per partition, in plan order.
         self._cuts = [
-            (p.start_ms, p.end_ms, p.compute_cut_links(plan.nodes), p.one_way)
+            (p.start_ms, p.end_ms, compute_instance_cut_links(p, instances, plan.nodes), p.one_way)
             for p in plan.partitions
         ]
         self.counts = counts
@@ -43,7 +71,7 @@ class SimNetwork:
         rng = self._rng
         if self.healed:
             return [rng.randint(1, plan.latency_ms_max)]
-        if self._is_cut(elapsed_ms, src * plan.nodes + dst):
+        if self._is_cut(elapsed_ms, src * self._stride + dst):
             self.counts["partition_cut"] += 1
             return []
         if plan.drop and rng.random() < plan.drop:

@@ -29,7 +29,8 @@ from taihang.crypto import CryptoSuite
 from taihang.ledger.block import Block, ExecRoot, QuorumCert, TimeoutCert
 
 if TYPE_CHECKING:
-    from taihang.sim.cluster import Core
+    from taihang.sim.cluster import Cluster, Core
+    from taihang.sim.plan import FaultPlan
 
 TAG_SIM_STATE = b"taihang/sim/state"
 TAG_SIM_RECEIPTS = b"taihang/sim/receipts"
@@ -131,3 +132,21 @@ class SimNode:
     @property
     def is_up(self) -> bool:
         return self.core is not None
+
+
+def build_nodes(
+    cluster: Cluster, plan: FaultPlan, instances: tuple[int, ...], txs_per_block: int
+) -> list[SimNode]:
+    """Node i runs as validator `instances[i]`, with its own disk and payload source."""
+    return [
+        SimNode(i, cluster.address(v), SimPayload(i, plan.txs_waiting[v], txs_per_block))
+        for i, v in enumerate(instances)
+    ]
+
+
+def compute_targets(nodes: list[SimNode]) -> dict[str, list[int]]:
+    """The nodes holding each identity, in index order."""
+    targets: dict[str, list[int]] = {}
+    for node in nodes:
+        targets.setdefault(node.address, []).append(node.index)
+    return targets

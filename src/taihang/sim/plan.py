@@ -14,7 +14,10 @@ drop in {0, 1, 5, 20}%; duplicate in {0, 2, 10}%; reorder spikes (+0..200 ms) in
 boundary or between two actions of one step; and, in 30% of seeds, crashes that wipe the disk
 of 1 to f - byzantine nodes (f = (n-1)//3; such a node may not sign again: amnesia is
 Byzantine, so it counts against f). With `byzantine > 0`, the Byzantine nodes (never wiped
-ones) and their behaviours are drawn last, so the rest of the plan is the same as without.
+ones) and their behaviours are drawn last, so the rest of the plan is the same as without;
+whether a Byzantine node also runs a `twin` instance is drawn after that from a side RNG
+(`fork_rng`), which leaves the run's RNG untouched, so a seed that draws no twin runs as it did
+before the behaviour existed.
 Half the restarts are "blinks" of at most 100 ms, which bring a node back inside the round it
 left, where forgotten safety data would bite.
 
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from taihang.errors import ConfigurationError
-from taihang.sim.byzantine import BEHAVIOURS, draw_byzantine
+from taihang.sim.byzantine import BEHAVIOURS, TWIN, draw_byzantine, draw_twins, fork_rng
 
 
 class InvalidPlan(ConfigurationError):
@@ -144,6 +147,11 @@ class FaultPlan:
         return frozenset(node for node, _ in self.byzantine)
 
     @property
+    def twinned_nodes(self) -> tuple[int, ...]:
+        """Byzantine nodes that run a second instance with their key (`twin`), in order."""
+        return tuple(node for node, kinds in self.byzantine if TWIN in kinds)
+
+    @property
     def wiped_nodes(self) -> tuple[int, ...]:
         return tuple(sorted({c.node for c in self.crashes if c.wipe}))
 
@@ -236,6 +244,8 @@ def generate_plan(
     txs_waiting = tuple(rng.choice(TXS_WAITING_CHOICES) for _ in range(n))
     wiped_nodes = tuple(sorted({c.node for c in crashes if c.wipe}))
     chosen = draw_byzantine(rng, n, byzantine, wiped_nodes) if byzantine else ()  # drawn last
+    if chosen:  # from a side RNG: the run's own draws stay those of a seed without twins
+        chosen = draw_twins(fork_rng(rng, b"taihang-sim-twin"), chosen)
     chosen = tuple((node, tuple(k for k in kinds if k not in without)) for node, kinds in chosen)
     return FaultPlan(
         nodes=n,

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from taihang.sim.cluster import (
     DEFAULT_BINDING,
+    ConsensusBinding,
     SimTiming,
     build_cluster,
     compute_healed_ms,
@@ -112,7 +113,7 @@ def run_seed(
         validate_plan(plan)
         if plan.nodes != drawn.nodes:
             raise InvalidPlan(f"the plan has n = {plan.nodes}; seed {seed} drew {drawn.nodes}")
-    binding = load_binding(options.binding)
+    binding = build_binding(options.binding, plan)
     cluster = build_cluster(seed, plan.nodes, get_sim_suite(options.crypto), options.timing)
     healed_ms = compute_healed_ms(
         options.timing, binding.compute_round_timeout_max_ms(options.timing)
@@ -128,6 +129,16 @@ def run_seed(
         early_stop=options.early_stop,
     ).run()
     return build_seed_result(seed, plan.nodes, outcome, plan.to_json(), sink, started)
+
+
+def build_binding(spec: str, plan: FaultPlan) -> ConsensusBinding:
+    """The binding named `spec`; with `twin` nodes, mixed under `InstanceBinding` so that
+    each second instance holds its validator's key (a mutant must subclass JolteonBinding)."""
+    if not plan.twinned_nodes:
+        return load_binding(spec)
+    from taihang.sim.jolteon import InstanceBinding, mix_binding
+
+    return mix_binding(spec, InstanceBinding, tuple(range(plan.nodes)) + plan.twinned_nodes)
 
 
 def draw_plan(rng: random.Random, options: SimOptions) -> FaultPlan:

@@ -19,8 +19,9 @@ Theory of operation
   `LIVENESS_ROUNDS` rounds, and every honest node must commit `LIVENESS_COMMITS_MIN` blocks.
 * **Judging.** Both instances of a twinned validator are Byzantine: never judged (their
   commits and signed messages are not checked). Honest nodes are judged as in random mode.
-* **Reuse.** `TwinsSimulation` is the random-mode engine with n + t nodes, sends addressed to
-  an identity fanned out to every instance holding it, and the network swapped.
+* **Reuse.** `TwinsSimulation` is the random-mode engine given the twinned validators (it adds
+  their instances and fans sends out to them, as for the random mode's `twin` behaviour), with
+  the network swapped; `TwinsBinding` is the `InstanceBinding` with the scenario's leaders.
 * **Explicit scenarios.** `run_twins_seed` may be handed a scenario (`Scenario.from_json`, a
   scenario file, the shrinker): the seed's scenario is still drawn first, so the run's later
   draws start from the same RNG state. A binding other than the production one (a test
@@ -29,7 +30,6 @@ Theory of operation
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import random
 import time
@@ -37,30 +37,26 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
-from taihang.consensus.events import Broadcast, Commit, Send
+from taihang.consensus.events import Commit
 from taihang.consensus.leader import LeaderElection, RoundRobin
 from taihang.consensus.messages import (
     ConsensusMessage,
     Proposal,
     TimeoutMsg,
     Vote,
-    encode_message,
 )
-from taihang.errors import ConfigurationError
 from taihang.sim.checkers import Violation
 from taihang.sim.cluster import (
-    DEFAULT_BINDING,
     Cluster,
     build_cluster,
     compute_healed_ms,
     get_sim_suite,
 )
-from taihang.sim.engine import _DELIVER, Simulation
-from taihang.sim.jolteon import JolteonBinding
-from taihang.sim.node import SimNode, SimPayload
+from taihang.sim.engine import Simulation
+from taihang.sim.jolteon import InstanceBinding, mix_binding
+from taihang.sim.node import SimNode
 from taihang.sim.plan import (
     LATENCY_MS_MAX_CHOICES,
-    TXS_PER_BLOCK,
     TXS_WAITING_CHOICES,
     FaultPlan,
     InvalidPlan,
@@ -238,16 +234,12 @@ class ScenarioLeader:
         return self._fallback.leader(round)
 
 
-class TwinsBinding(JolteonBinding):
+class TwinsBinding(InstanceBinding):
     """The Jolteon binding with instance -> validator mapping and the scenario's leaders."""
 
     def __init__(self, scenario: Scenario) -> None:
-        super().__init__()
+        super().__init__(scenario.instances)
         self.scenario = scenario
-        self._instances = scenario.instances
-
-    def validator_of(self, node: int) -> int:
-        return self._instances[node]
 
     def build_leader(self, cluster: Cluster) -> LeaderElection | None:
         return ScenarioLeader(cluster, self.scenario)
@@ -300,17 +292,8 @@ class TwinsSimulation(Simulation):
     """The random-mode engine with n + t instances; twin instances are never judged."""
 
     def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        instances = scenario.instances
-        n = scenario.nodes
-        for k, validator in enumerate(scenario.twinned):
-            payload = SimPayload(n + k, scenario.txs_waiting[validator], TXS_PER_BLOCK)
-            self.nodes.append(SimNode(n + k, self.cluster.address(validator), payload))
-        self.honest = [instances[i] not in scenario.twinned for i in range(len(instances))]
-        self.live_nodes = [node for node in self.nodes if self.honest[node.index]]
-        self.targets_of: dict[str, list[int]] = {}
-        for node in self.nodes:
-            self.targets_of.setdefault(node.address, []).append(node.index)
+        super().__init__(twinned=scenario.twinned, **kwargs)  # the engine adds the instances
+        assert self.instances == scenario.instances
         self.twins_network = TwinsNetwork(scenario, self.rng, self.counts)
         self.network = self.twins_network  # type: ignore[assignment]
         self.scenario_rounds = len(scenario.rounds)
@@ -341,42 +324,19 @@ class TwinsSimulation(Simulation):
                 )
         super()._commit(node, action)
 
-    def _send(self, node: SimNode, action: Send) -> None:
-        targets = [i for i in self.targets_of.get(action.to, ()) if i != node.index]
-        self._transmit(node, action.message, targets)
-
-    def _broadcast(self, node: SimNode, action: Broadcast) -> None:
-        targets = [n.index for n in self.nodes if n.address != node.address]
-        self._transmit(node, action.message, targets)
-
     def _transmit(self, node: SimNode, message: ConsensusMessage, targets: list[int]) -> None:
+        """The engine's send (twins unjudged), routed by the message's scenario round."""
         round_ = find_message_round(message)
         if round_ is None:  # block sync: the sender's current round decides
             round_ = getattr(node.core, "round", 0)
         index = round_ - 1
         self.twins_network.scenario_index = index if 0 <= index < self.scenario_rounds else None
-        if self.honest[node.index]:
-            super()._transmit(node, message, targets)
-            return
-        self._observe_proposal(message)  # a twin signs conflicting messages: not judged
-        data = encode_message(message)
-        elapsed_ms = self.elapsed_ms
-        for target in targets:
-            for delay_ms in self.network.route(elapsed_ms, node.index, target):
-                self._schedule(delay_ms, _DELIVER, target, node.index, data)
+        super()._transmit(node, message, targets)
 
 
 def build_twins_binding(scenario: Scenario, spec: str) -> TwinsBinding:
     """The Twins binding; a test mutant (a `JolteonBinding` subclass) goes under it."""
-    if spec == DEFAULT_BINDING:
-        return TwinsBinding(scenario)
-    module_name, _, attribute = spec.partition(":")
-    factory = getattr(importlib.import_module(module_name), attribute)
-    if not (isinstance(factory, type) and issubclass(factory, JolteonBinding)):
-        raise ConfigurationError(f"twins mode binds JolteonBinding subclasses, not {spec!r}")
-    mixed = type(f"Twins{factory.__name__}", (TwinsBinding, factory), {})
-    binding: TwinsBinding = mixed(scenario)
-    return binding
+    return mix_binding(spec, TwinsBinding, scenario)
 
 
 def run_twins_seed(
