@@ -310,6 +310,6 @@ def add_observer(network: Network, name: str = "observer1", org: str = "org1") -
         p2p=msgspec.structs.replace(template.p2p, port=0, peers=peers, reconnect_ms_max=500),
     )
     save_config(home / "config.toml", config)
-    entry = NodeEntry(name, home, api_port, 0, org)
+    entry = NodeEntry(name, home, api_port, 0, org, role="observer")
     network.nodes.append(entry)
     return entry

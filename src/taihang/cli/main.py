@@ -76,6 +76,10 @@ def init(
         int | None,
         typer.Option(help="Organisations, one validator each (1-16; default 4, or one per host)."),
     ] = None,
+    observers: Annotated[
+        int,
+        typer.Option(help="Non-voting observer nodes, spread over the orgs (local networks)."),
+    ] = 0,
     channel: str = "default",
     crypto: str = "ed25519",
     host: Annotated[
@@ -103,15 +107,17 @@ def init(
 
     With --host/--hosts the nodes run on other hosts; each org's part goes to orgs/<org>/.
     """
+    from taihang.cli import hosts as hosted
     from taihang.cli import network as net
 
-    hosts = net.read_hosts(hosts_file, host or [])
+    hosts = hosted.read_hosts(hosts_file, host or [])
     if hosts is None and (listen is not None or api_host is not None):
         fail("--listen and --api-host are for multi-host networks (with --host or --hosts)")
     count = nodes if nodes is not None else len(hosts) if hosts else net.DEFAULT_NODES
     network = net.init_network(
         home,
         nodes=count,
+        observers=observers,
         channel=channel,
         crypto=crypto,
         hosts=hosts,
@@ -120,7 +126,7 @@ def init(
     )
     typer.echo(f"created network {network.channel!r} in {network.path}")
     if hosts is not None:
-        for line in net.describe_handover(network):
+        for line in hosted.describe_handover(network):
             typer.echo(line)
 
 
@@ -130,6 +136,9 @@ def up(
     nodes: Annotated[
         int | None, typer.Option(help="Nodes of a new network, one org each (default 4).")
     ] = None,
+    observers: Annotated[
+        int | None, typer.Option(help="Non-voting observers of a new network (default 0).")
+    ] = None,
     detach: bool = False,
     demo: bool = False,
     crypto: Annotated[str, typer.Option(help="Suite of a new network: ed25519 or sm.")] = "ed25519",
@@ -137,7 +146,8 @@ def up(
     """Start the local network (creating it if needed) and wait until it commits."""
     from taihang.cli.up import run_up
 
-    raise typer.Exit(run_up(home, nodes=nodes, detach=detach, demo=demo, crypto=crypto))
+    code = run_up(home, nodes=nodes, observers=observers, detach=detach, demo=demo, crypto=crypto)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -155,7 +165,7 @@ def down(home: HomeOption = DEFAULT_HOME) -> None:
 def status(
     home: HomeOption = DEFAULT_HOME, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
-    """Show every node's height, round, leader, peers, last commit and process."""
+    """Show every node's role, height, round, leader, peers, last commit and process."""
     import time
 
     from taihang.cli.up import collect_status, format_status_table

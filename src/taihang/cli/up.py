@@ -11,6 +11,7 @@ import typer
 from taihang.cli.network import (
     DEFAULT_NODES,
     NETWORK_FILE,
+    OBSERVER,
     Network,
     NodeEntry,
     init_network,
@@ -52,6 +53,7 @@ def describe_node(entry: NodeEntry) -> dict[str, Any]:
     status = fetch_status(entry.api) if pid is not None else None
     return {
         "name": entry.name,
+        "role": entry.role,
         "org": entry.org,
         "api": entry.api,
         "p2p_port": entry.p2p_port or None,
@@ -85,29 +87,38 @@ STATUS_COLUMNS = (
 
 
 def format_status_table(nodes: list[dict[str, Any]], now_ms: int) -> list[str]:
-    """`taihang status` for people: one aligned row per node, `-` where a node did not say."""
+    """`taihang status` for people: one aligned row per node, `-` where a node did not say.
+
+    A ROLE column follows NAME when the network has observers; without them every node is a
+    validator and the table reads as it did before observers existed.
+    """
     names_by_address = {n["validator"]: n["name"] for n in nodes if n["validator"] is not None}
-    rows = [list(STATUS_COLUMNS)]
+    show_role = any(n.get("role") == OBSERVER for n in nodes)
+    rows = [_with_role(list(STATUS_COLUMNS), "ROLE", show_role)]
     for node in nodes:
         peers = node["peers"]
-        rows.append(
-            [
-                node["name"],
-                "running" if node["running"] else "stopped",
-                _text(node["height"]),
-                _text(node["round"]),
-                _leader_label(node["leader"], names_by_address),
-                "-" if peers is None else (",".join(peers) or "none"),
-                _age_label(node["last_commit_ms"], now_ms, answered=node["height"] is not None),
-                _text(node["pid"]),
-                node["api"],
-            ]
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(STATUS_COLUMNS))]
+        cells = [
+            node["name"],
+            "running" if node["running"] else "stopped",
+            _text(node["height"]),
+            _text(node["round"]),
+            _leader_label(node["leader"], names_by_address),
+            "-" if peers is None else (",".join(peers) or "none"),
+            _age_label(node["last_commit_ms"], now_ms, answered=node["height"] is not None),
+            _text(node["pid"]),
+            node["api"],
+        ]
+        rows.append(_with_role(cells, _text(node.get("role")), show_role))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
+
+
+def _with_role(cells: list[str], role: str, show_role: bool) -> list[str]:
+    """`cells` with `role` after the name when the ROLE column is shown."""
+    return [cells[0], role, *cells[1:]] if show_role else cells
 
 
 def _text(value: object) -> str:
@@ -155,27 +166,41 @@ def wait_for_commit(network: Network, start_heights: dict[str, int | None]) -> s
     return f"no commit within {START_TIMEOUT_S:.0f} s on: {', '.join(sorted(pending))}"
 
 
-def load_or_init_network(home: Path, *, nodes: int | None, crypto: str) -> Network:
-    """The network at `home`, created with `nodes` (default 4) and `crypto` if there is none."""
+def load_or_init_network(
+    home: Path, *, nodes: int | None, crypto: str, observers: int | None = None
+) -> Network:
+    """The network at `home`, created with `nodes` (default 4), `observers` (default 0) and
+    `crypto` if there is none."""
     if not (home / NETWORK_FILE).exists():
         count = DEFAULT_NODES if nodes is None else nodes
-        init_network(home, nodes=count, crypto=crypto)
-        typer.echo(f"created a new {crypto} network of {count} node(s) in {home.resolve()}")
+        init_network(home, nodes=count, observers=observers or 0, crypto=crypto)
+        extra = f" and {observers} observer(s)" if observers else ""
+        typer.echo(f"created a new {crypto} network of {count} node(s){extra} in {home.resolve()}")
         return load_network(home)
     network = load_network(home)
     if crypto not in (network.crypto, "ed25519"):
         typer.echo(f"note: the existing network uses {network.crypto}; --crypto is ignored")
-    if nodes is not None and nodes != len(network.nodes):
-        typer.echo(
-            f"note: the existing network has {len(network.nodes)} node(s); --nodes is ignored"
-        )
+    validators = [e for e in network.nodes if e.role != OBSERVER]
+    if nodes is not None and nodes != len(validators):
+        typer.echo(f"note: the existing network has {len(validators)} node(s); --nodes is ignored")
+    existing = len(network.nodes) - len(validators)
+    if observers is not None and observers != existing:
+        typer.echo(f"note: the existing network has {existing} observer(s); --observers is ignored")
     return network
 
 
 def run_up(
-    home: Path, *, nodes: int | None, detach: bool, demo: bool, crypto: str = "ed25519"
+    home: Path,
+    *,
+    nodes: int | None,
+    detach: bool,
+    demo: bool,
+    crypto: str = "ed25519",
+    observers: int | None = None,
 ) -> int:
-    network = load_or_init_network(home, nodes=nodes, crypto=crypto)
+    """Start every node that is not running (validators, then observers) and wait until each
+    has committed a block; then stay in the foreground unless `detach`."""
+    network = load_or_init_network(home, nodes=nodes, crypto=crypto, observers=observers)
     start_heights: dict[str, int | None] = {}
     for entry in network.nodes:
         if find_running_pid(entry.home) is not None:
@@ -207,11 +232,14 @@ def run_up(
 
 
 def print_endpoints(network: Network) -> None:
-    count = len(network.nodes)
-    typer.echo(f"network {network.channel!r} of {count} node(s) is committing ({network.path})")
+    observers = sum(1 for e in network.nodes if e.role == OBSERVER)
+    count = f"{len(network.nodes) - observers} node(s)"
+    count += f" and {observers} observer(s)" if observers else ""
+    typer.echo(f"network {network.channel!r} of {count} is committing ({network.path})")
     for entry in network.nodes:
         p2p = f"   P2P 127.0.0.1:{entry.p2p_port}" if entry.p2p_port else ""
-        typer.echo(f"  {entry.name} ({entry.org}): API {entry.api}/api/v1/status{p2p}")
+        about = entry.org if entry.role != OBSERVER else f"{entry.org}, observer"
+        typer.echo(f"  {entry.name} ({about}): API {entry.api}/api/v1/status{p2p}")
         typer.echo(f"      home {entry.home}")
     home = f" --home {network.path}" if network.path != Path(".taihang").resolve() else ""
     typer.echo("try next:")

@@ -14,19 +14,16 @@ import pytest
 from cryptography import x509
 from typer.testing import CliRunner
 
+from taihang.cli.hosts import HostSpec, load_hosts_file, parse_host_option, read_hosts
 from taihang.cli.main import app
 from taihang.cli.network import (
     DEFAULT_API_PORT,
     DEFAULT_P2P_PORT,
     HANDOVER_FILE,
     NETWORK_FILE,
-    HostSpec,
     Network,
     init_network,
-    load_hosts_file,
     load_network,
-    parse_host_option,
-    read_hosts,
 )
 from taihang.errors import ConfigurationError
 from taihang.node.config import NodeConfig, PeerConfig, load_config

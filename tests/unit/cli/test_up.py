@@ -16,6 +16,7 @@ from taihang.errors import ConfigurationError
 
 STATUS_FIELDS = {
     "name",
+    "role",
     "org",
     "api",
     "p2p_port",
