@@ -145,6 +145,7 @@ class ConsensusDriver:
             threshold=node.config.consensus.catchup_blocks_max,
             charge=self._reject,
             on_committed=self._on_synced_block,
+            is_stopping=lambda: node.is_stopping,
         )
         self._resync_wanted = False
         self._last_resync = 0.0

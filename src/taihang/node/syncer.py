@@ -80,6 +80,7 @@ class LedgerSyncer:
         threshold: int,
         charge: Callable[[str, str], None],
         on_committed: Callable[[int, bytes], None],
+        is_stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.chain = chain
         self.suite: CryptoSuite = chain.suite
@@ -87,6 +88,7 @@ class LedgerSyncer:
         self.threshold = threshold
         self._charge = charge
         self._on_committed = on_committed
+        self._is_stopping = is_stopping
         self._nonce = 0
         self._tips: asyncio.Queue[tuple[str, Tip]] | None = None
         self._ranges: asyncio.Queue[tuple[str, RangeResponse]] | None = None
@@ -149,7 +151,7 @@ class LedgerSyncer:
         started = time.monotonic()
         local = self.chain.tip_height
         for _ in range(SYNC_ATTEMPTS_MAX):
-            if not tips:
+            if not tips or self._is_stopping():
                 return None
             target = max(tips.values(), key=lambda tip: tip.height)
             if target.height - local <= self.threshold:
@@ -227,6 +229,8 @@ class LedgerSyncer:
         sent_at: dict[str, float] = {}
         try:
             while not plan.done:
+                if self._is_stopping():
+                    raise SyncFailed("the node is stopping")
                 for peer, request in plan.next_requests(heights):
                     sent_at[peer] = time.monotonic()
                     self._send(peer, request)
