@@ -16,6 +16,7 @@ from cluster_support import Cluster, add_observer, check_agreement, init_cluster
 
 from taihang.codec import decode
 from taihang.ledger.block import Block, decode_signer_bitmap
+from taihang.ledger.genesis import build_validator_set
 from taihang.net import FrameKind, Transport, TransportIdentity
 from taihang.node.chain import Chain
 from taihang.node.config import PeerConfig
@@ -66,6 +67,20 @@ def signed_after(cluster: Cluster, name: str, reader: str, above: int) -> int:
         chain.close()
 
 
+def signed_recently(cluster: Cluster, name: str, reader: str, above: int) -> bool:
+    """Whether `name` signed one of the last 40 certificates above `above` that `reader` holds."""
+    home = NodeHome(cluster.entry(reader).home)
+    validators = build_validator_set(home.load_genesis(home.load_config()))
+    index = validators.index_of(load_key(cluster.entry(name).home / "node_key.json").address)
+    with cluster.client(reader) as client:
+        latest = client.status().height
+        for height in range(max(above + 1, latest - 40), latest + 1):
+            signers = bytes.fromhex(client.get_block(height).header["qc"]["signers"])
+            if index in decode_signer_bitmap(signers, len(validators.members)):
+                return True
+    return False
+
+
 def test_validator_beyond_the_threshold_syncs_the_ledger_and_votes_again(tmp_path: Path) -> None:
     cluster = fast_cluster(tmp_path / "net")
     try:
@@ -83,6 +98,10 @@ def test_validator_beyond_the_threshold_syncs_the_ledger_and_votes_again(tmp_pat
         synced_to = cluster.height("node4") or 0
         cluster.wait_until(
             lambda: (cluster.height("node4") or 0) >= synced_to + 30, what="node4 to follow"
+        )
+        cluster.wait_until(  # it votes once it has executed what it synced
+            lambda: signed_recently(cluster, "node4", "node1", synced_to),
+            what="node4's signature in a certificate after its sync",
         )
         cluster.stop_all()
         check_agreement(cluster.network)

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from taihang.codec import decode_value, value_to_json
+from taihang.constants import TAG_TX
 from taihang.crypto import CryptoSuite
 from taihang.errors import InvalidInput
 from taihang.ledger.block import Block, compute_block_id
@@ -54,8 +55,31 @@ def block_to_json(block: Block, suite: CryptoSuite, *, with_txs: bool = True) ->
         "tx_count": len(block.transactions),
     }
     if with_txs:
-        out["transactions"] = [tx_to_json(decode_transaction(t, suite)) for t in block.transactions]
+        out["transactions"] = [_block_tx_to_json(raw, suite) for raw in block.transactions]
     return out
+
+
+def _block_tx_to_json(raw: bytes, suite: CryptoSuite) -> dict[str, Any]:
+    """A block's transaction; one a Byzantine proposer included that does not decode is shown
+    by its id with the reason (its receipt says `rejected`)."""
+    try:
+        return tx_to_json(decode_transaction(raw, suite))
+    except InvalidInput as exc:
+        return {
+            "id": suite.tagged_hash(TAG_TX, raw).hex(),
+            "sender": "",
+            "channel": "",
+            "nonce": 0,
+            "contract": "",
+            "method": "",
+            "args": [],
+            "gas_limit": 0,
+            "expires_at_height": 0,
+            "sender_public_key": "",
+            "signature": "",
+            "tx": base64.b64encode(raw).decode(),
+            "invalid": exc.message,
+        }
 
 
 def receipt_to_json(receipt: Receipt) -> dict[str, Any]:

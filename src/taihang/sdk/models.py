@@ -66,6 +66,7 @@ class TxInfo(msgspec.Struct):
     sender_public_key: str
     signature: str
     tx: str  # base64 envelope
+    invalid: str | None = None  # why it does not decode (a Byzantine proposer's bytes); else None
 
     def __post_init__(self) -> None:
         self.args = value_from_json(self.args)
