@@ -26,12 +26,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from taihang.api.responses import get_chain, get_node, problem
-from taihang.api.wire import receipt_to_json, struct_to_json
+from taihang.api.wire import block_tx_to_json, receipt_to_json, struct_to_json
 from taihang.codec import decode, decode_value, value_to_json
 from taihang.errors import InvalidInput
 from taihang.ledger.block import Block, compute_block_id
 from taihang.ledger.receipt import Receipt
-from taihang.ledger.transaction import TxBody, decode_transaction
 
 if TYPE_CHECKING:
     from taihang.node.chain import Chain
@@ -250,8 +249,7 @@ def expand_height(chain: Chain, height: int) -> Iterator[tuple[int, str, dict[st
     receipts = chain.store.get_receipts(height)
     for index, (tx_raw, receipt_raw) in enumerate(zip(block.transactions, receipts, strict=True)):
         receipt = decode(receipt_raw, Receipt)
-        tx = decode_transaction(tx_raw, chain.suite)
-        body: TxBody = tx.body
+        tx = block_tx_to_json(tx_raw, chain.suite)  # tolerates a Byzantine proposer's bytes
         yield (
             seq,
             "tx",
@@ -259,9 +257,9 @@ def expand_height(chain: Chain, height: int) -> Iterator[tuple[int, str, dict[st
                 **receipt_to_json(receipt),
                 "height": height,
                 "index": index,
-                "contract": body.contract,
-                "method": body.method,
-                "sender": tx.sender,
+                "contract": tx["contract"],
+                "method": tx["method"],
+                "sender": tx["sender"],
             },
         )
         seq += 1

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from taihang.api.responses import get_chain, get_node, json_response, parse_hex, read_json
-from taihang.api.wire import decode_base64_tx, receipt_to_json, tx_to_json
+from taihang.api.wire import block_tx_to_json, decode_base64_tx, receipt_to_json
 from taihang.codec import decode
 from taihang.errors import InvalidInput, TaihangError, TransactionNotFound
 from taihang.ledger.block import Block
 from taihang.ledger.receipt import Receipt
-from taihang.ledger.transaction import decode_transaction
 from taihang.node.chain import Chain
 
 router = APIRouter(prefix="/api/v1/transactions", tags=["transactions"])
@@ -95,12 +94,11 @@ def find_transaction(chain: Chain, tx_id: bytes) -> dict[str, Any] | None:
     raw_block = chain.store.find_block(height)
     assert raw_block is not None, "an indexed transaction's block is stored"
     block = decode(raw_block, Block)
-    tx = decode_transaction(block.transactions[index], chain.suite)
     return {
         "id": tx_id.hex(),
         "status": "committed",
         "height": height,
         "index": index,
-        "transaction": tx_to_json(tx),
+        "transaction": block_tx_to_json(block.transactions[index], chain.suite),
         "receipt": receipt_to_json(receipt),
     }

@@ -55,11 +55,11 @@ def block_to_json(block: Block, suite: CryptoSuite, *, with_txs: bool = True) ->
         "tx_count": len(block.transactions),
     }
     if with_txs:
-        out["transactions"] = [_block_tx_to_json(raw, suite) for raw in block.transactions]
+        out["transactions"] = [block_tx_to_json(raw, suite) for raw in block.transactions]
     return out
 
 
-def _block_tx_to_json(raw: bytes, suite: CryptoSuite) -> dict[str, Any]:
+def block_tx_to_json(raw: bytes, suite: CryptoSuite) -> dict[str, Any]:
     """A block's transaction; one a Byzantine proposer included that does not decode is shown
     by its id with the reason (its receipt says `rejected`)."""
     try:
