@@ -1,0 +1,133 @@
+"""`compile_contract`: source text to a checked, metered code object.
+
+Steps, cheapest first: size and ASCII checks on the text; `ast.parse` with the 3.11 grammar;
+the allow-list check (`checker`); the metering rewrite (`rewriter`); CPython's `compile`.
+Every failure, including the parser's RecursionError and MemoryError on hostile nesting,
+becomes a `ContractCompileError` with a line number and a reason. The result is immutable and
+cached by the sha256 of the source bytes, so every node compiling the same on-chain source
+shares one code object per process.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import CodeType, MappingProxyType
+from typing import Final, Literal
+
+from taihang.execution.contracts.checker import validate_module
+from taihang.execution.contracts.errors import ContractCompileError
+from taihang.execution.contracts.rewriter import MeteringRewriter
+
+SOURCE_BYTES_MAX: Final = 64 * 1024
+CACHE_ENTRIES_MAX: Final = 256
+FILENAME: Final = "<contract>"
+
+FunctionKind = Literal["public", "view", "internal"]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionInfo:
+    """A top-level def: its kind and how many arguments it takes after `ctx`."""
+
+    name: str
+    kind: FunctionKind
+    args_min: int
+    args_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledContract:
+    source_hash: bytes  # sha256 of the source bytes
+    code: CodeType
+    functions: Mapping[str, FunctionInfo]
+
+    def find_entry(self, method: str) -> FunctionInfo | None:
+        """The `@public` or `@view` function named `method`, or None."""
+        info = self.functions.get(method)
+        return info if info is not None and info.kind != "internal" else None
+
+
+_cache: dict[bytes, CompiledContract] = {}
+
+
+def compute_source_hash(source: str) -> bytes:
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
+
+
+def compile_contract(source: str) -> CompiledContract:
+    """Check and compile `source`; raises `ContractCompileError` (deterministically)."""
+    source_hash = compute_source_hash(source)
+    cached = _cache.get(source_hash)
+    if cached is not None:
+        return cached
+    compiled = _compile_uncached(source, source_hash)
+    if len(_cache) >= CACHE_ENTRIES_MAX:
+        del _cache[next(iter(_cache))]  # the oldest entry: insertion order
+    _cache[source_hash] = compiled
+    return compiled
+
+
+def _compile_uncached(source: str, source_hash: bytes) -> CompiledContract:
+    _validate_text(source)
+    tree = _parse(source)
+    try:
+        validate_module(tree)
+        functions = _collect_functions(tree)
+        rewritten = ast.fix_missing_locations(MeteringRewriter().visit(tree))
+        code = compile(rewritten, FILENAME, "exec", dont_inherit=True, optimize=0)
+    except (RecursionError, MemoryError):
+        raise ContractCompileError(1, "the contract is nested too deeply") from None
+    return CompiledContract(
+        source_hash=source_hash, code=code, functions=MappingProxyType(functions)
+    )
+
+
+def _validate_text(source: str) -> None:
+    if not source.isascii():
+        line = next(n for n, text in enumerate(source.splitlines(), 1) if not text.isascii())
+        raise ContractCompileError(line, "contract source must be ASCII")
+    if len(source) > SOURCE_BYTES_MAX:
+        raise ContractCompileError(1, f"contract source exceeds {SOURCE_BYTES_MAX} bytes")
+    if "\x00" in source:
+        raise ContractCompileError(1, "contract source contains a NUL byte")
+
+
+def _parse(source: str) -> ast.Module:
+    try:
+        return ast.parse(source, filename=FILENAME, feature_version=(3, 11))
+    except SyntaxError as exc:
+        reason = exc.msg if isinstance(exc.msg, str) else "invalid syntax"
+        raise ContractCompileError(exc.lineno or 1, f"syntax error: {reason}") from None
+    except (RecursionError, MemoryError):
+        raise ContractCompileError(1, "the contract is nested too deeply") from None
+    except ValueError:
+        raise ContractCompileError(1, "the contract source cannot be parsed") from None
+
+
+def _collect_functions(tree: ast.Module) -> dict[str, FunctionInfo]:
+    functions: dict[str, FunctionInfo] = {}
+    for statement in tree.body:
+        if not isinstance(statement, ast.FunctionDef):
+            continue
+        if statement.name in functions:
+            raise ContractCompileError(statement.lineno, f"{statement.name!r} is defined twice")
+        decorators = [d.id for d in statement.decorator_list if isinstance(d, ast.Name)]
+        kind: FunctionKind = "internal"
+        if decorators == ["public"]:
+            kind = "public"
+        elif decorators == ["view"]:
+            kind = "view"
+        params = len(statement.args.posonlyargs) + len(statement.args.args)
+        defaults = len(statement.args.defaults)
+        functions[statement.name] = FunctionInfo(
+            name=statement.name,
+            kind=kind,
+            args_min=max(params - 1 - defaults, 0),
+            args_max=params - 1,
+        )
+        if statement.name == "init" and kind != "public":
+            raise ContractCompileError(statement.lineno, "init must be a @public function")
+    return functions

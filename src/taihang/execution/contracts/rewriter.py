@@ -1,0 +1,177 @@
+"""The metering rewrite: routes every priced operation through a runtime helper.
+
+Runs on a tree that `checker` accepted. Helper names start with `_t_`, which contract code can
+never spell (names starting with `_` are refused), so a contract cannot call, shadow or read
+them. The rewrite, with `H` for a helper:
+
+- function body      -> `H.enter()` then the body inside `try: ... finally: H.leave()`
+                        (gas `CALL`, call depth);
+- `for x in it`      -> `for x in _t_each(it)` (gas `LOOP` per item drawn);
+- `while c:`         -> `_t_tick()` first in the body (gas `LOOP` per iteration);
+- comprehension      -> each `for` draws from `_t_item(it)` (gas `ITEM` per item), dict
+                        comprehension keys go through `_t_key`;
+- `a OP b`           -> `_t_<Op>(a, b)`: sizes checked and gas charged before C code runs;
+- `a CMP b`          -> `_t_<Cmp>(a, b)` (except `is`, which only meets None/True/False);
+- `a[i]`, `a[i:j]`   -> `_t_getitem(a, i)`, `_t_slice(a, i, j, k)`;
+- `a[i] = v`         -> `_t_setitem(a, i, v)`; `a[i] OP= v` -> `_t_augitem(a, i, _t_<Op>, v)`;
+                        `del a[i]` -> `_t_delitem(a, i)`;
+- `x.name`           -> `_t_attr(x, "name")`; `x.name(...)` -> `_t_method(x, "name", ...)`;
+- `[..]`, `(..)`     -> `_t_built(n, [..])`; `{k: v}` -> `_t_dict([k..], [v..])`.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Final
+
+PREFIX: Final = "_t_"
+
+
+def helper(name: str) -> ast.Name:
+    return ast.Name(id=PREFIX + name, ctx=ast.Load())
+
+
+def call_helper(name: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=helper(name), args=list(args), keywords=[])
+
+
+def _statement(call: ast.expr) -> ast.Expr:
+    return ast.Expr(value=call)
+
+
+class MeteringRewriter(ast.NodeTransformer):
+    """Rewrites a checked module in place; see the module docstring for the mapping."""
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        node.returns = None
+        node.decorator_list = []  # @public/@view are recorded by the compiler, not run
+        for arg in [*node.args.posonlyargs, *node.args.args]:
+            arg.annotation = None
+        body: list[ast.stmt] = []
+        for statement in node.body:
+            rewritten = self.visit(statement)
+            body.extend(rewritten if isinstance(rewritten, list) else [rewritten])
+        guarded = ast.Try(
+            body=body,
+            handlers=[],
+            orelse=[],
+            finalbody=[_statement(call_helper("leave"))],
+        )
+        node.body = [_statement(call_helper("enter")), guarded]
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.Assign:
+        assert node.value is not None  # checker: annotated assignments carry a value
+        return ast.Assign(targets=[node.target], value=self.visit(node.value))
+
+    def visit_Assign(self, node: ast.Assign) -> ast.stmt:
+        value = self.visit(node.value)
+        target = node.targets[0]
+        if isinstance(target, ast.Subscript):
+            return _statement(
+                call_helper("setitem", self.visit(target.value), self.visit(target.slice), value)
+            )
+        node.value = value
+        return node
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.stmt:
+        op = helper(type(node.op).__name__)
+        value = self.visit(node.value)
+        target = node.target
+        if isinstance(target, ast.Subscript):
+            return _statement(
+                call_helper(
+                    "augitem", self.visit(target.value), self.visit(target.slice), op, value
+                )
+            )
+        assert isinstance(target, ast.Name)
+        load = ast.Name(id=target.id, ctx=ast.Load())
+        return ast.Assign(
+            targets=[target], value=ast.Call(func=op, args=[load, value], keywords=[])
+        )
+
+    def visit_Delete(self, node: ast.Delete) -> list[ast.stmt]:
+        statements: list[ast.stmt] = []
+        for target in node.targets:
+            assert isinstance(target, ast.Subscript)
+            call = call_helper("delitem", self.visit(target.value), self.visit(target.slice))
+            statements.append(_statement(call))
+        return statements
+
+    def visit_For(self, node: ast.For) -> ast.For:
+        self.generic_visit(node)
+        node.iter = call_helper("each", node.iter)
+        return node
+
+    def visit_While(self, node: ast.While) -> ast.While:
+        self.generic_visit(node)
+        node.body.insert(0, _statement(call_helper("tick")))
+        return node
+
+    def visit_comprehension(self, node: ast.comprehension) -> ast.comprehension:
+        self.generic_visit(node)
+        node.iter = call_helper("item", node.iter)
+        return node
+
+    def visit_DictComp(self, node: ast.DictComp) -> ast.DictComp:
+        self.generic_visit(node)
+        node.key = call_helper("key", node.key)
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.Call:
+        return call_helper(type(node.op).__name__, self.visit(node.left), self.visit(node.right))
+
+    def visit_Compare(self, node: ast.Compare) -> ast.expr:
+        op = node.ops[0]
+        if isinstance(op, ast.Is | ast.IsNot):
+            return node
+        return call_helper(
+            type(op).__name__, self.visit(node.left), self.visit(node.comparators[0])
+        )
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
+        # Only loads reach here: stores and deletes are rewritten by their statements.
+        value = self.visit(node.value)
+        index = node.slice
+        if isinstance(index, ast.Slice):
+            parts = [
+                self.visit(part) if part is not None else ast.Constant(value=None)
+                for part in (index.lower, index.upper, index.step)
+            ]
+            return call_helper("slice", value, *parts)
+        return call_helper("getitem", value, self.visit(index))
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.Call:
+        return call_helper("attr", self.visit(node.value), ast.Constant(value=node.attr))
+
+    def visit_Call(self, node: ast.Call) -> ast.Call:
+        args = [self.visit(arg) for arg in node.args]
+        keywords = [ast.keyword(arg=k.arg, value=self.visit(k.value)) for k in node.keywords]
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            target = self.visit(func.value)
+            return ast.Call(
+                func=helper("method"),
+                args=[target, ast.Constant(value=func.attr), *args],
+                keywords=keywords,
+            )
+        return ast.Call(func=func, args=args, keywords=keywords)
+
+    def visit_List(self, node: ast.List) -> ast.expr:
+        self.generic_visit(node)
+        if not isinstance(node.ctx, ast.Load):
+            return node
+        return call_helper("built", ast.Constant(value=len(node.elts)), node)
+
+    def visit_Tuple(self, node: ast.Tuple) -> ast.expr:
+        self.generic_visit(node)
+        if not isinstance(node.ctx, ast.Load):
+            return node
+        return call_helper("built", ast.Constant(value=len(node.elts)), node)
+
+    def visit_Dict(self, node: ast.Dict) -> ast.Call:
+        keys = [self.visit(key) for key in node.keys if key is not None]
+        values = [self.visit(value) for value in node.values]
+        return call_helper(
+            "dict", ast.List(elts=keys, ctx=ast.Load()), ast.List(elts=values, ctx=ast.Load())
+        )
