@@ -221,6 +221,39 @@ def check_supply(cluster: Cluster, senders: list[Sender], name: str) -> None:
     assert total == supply, f"{name}: balances sum to {total}, supply is {supply}"
 
 
+def wait_advanced(cluster: Cluster, names: list[str], by: int, timeout_s: float = 30) -> None:
+    """Wait until each of `names` is at least `by` blocks above where it is now."""
+    start = {n: cluster.height(n) or 0 for n in names}
+    cluster.wait_until(
+        lambda: all((cluster.height(n) or 0) >= start[n] + by for n in names),
+        timeout_s=timeout_s,
+        what=f"{names} to commit {by} more blocks",
+    )
+
+
+def wait_caught_up(cluster: Cluster, name: str, timeout_s: float = 30) -> None:
+    """Wait until `name` reaches the highest height any node has now."""
+    target = max(h or 0 for h in cluster.heights().values())
+    cluster.wait_until(
+        lambda: (cluster.height(name) or 0) >= target,
+        timeout_s=timeout_s,
+        what=f"{name} to catch up to {target}",
+    )
+
+
+def finish(cluster: Cluster, load: Load, senders: list[Sender]) -> None:
+    """How a fault test ends: every accepted transaction committed, supply intact on two
+    nodes, and after a clean stop every node's store agrees with the others'."""
+    assert load.accepted, "the load generator got nothing admitted"
+    for name in cluster.names:
+        wait_all_receipts(cluster, name, load.accepted[-20:])
+    wait_all_receipts(cluster, "node1", load.accepted)
+    check_supply(cluster, senders, "node1")
+    check_supply(cluster, senders, "node4")
+    cluster.stop_all()
+    assert check_agreement(cluster.network) > 0
+
+
 def check_agreement(network: Network) -> int:
     """Stopped nodes hold the same block ids and execution roots at every common height."""
     ledgers = []

@@ -22,10 +22,10 @@ from cluster_support import (
     Cluster,
     Load,
     check_agreement,
-    check_supply,
+    finish,
     init_cluster,
     setup_accounts,
-    wait_all_receipts,
+    wait_advanced,
 )
 
 from taihang.codec import decode, encode
@@ -54,29 +54,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     running.cleanup()
 
 
-def finish(cluster: Cluster, load: Load, senders: list) -> None:  # type: ignore[type-arg]
-    assert load.accepted, "the load generator got nothing admitted"
-    for name in cluster.names:
-        wait_all_receipts(cluster, name, load.accepted[-20:])
-    wait_all_receipts(cluster, "node1", load.accepted)
-    check_supply(cluster, senders, "node1")
-    check_supply(cluster, senders, "node4")
-    cluster.stop_all()
-    height = check_agreement(cluster.network)
-    assert height > 0
-
-
-def advanced(cluster: Cluster, names: list[str], by: int) -> bool:
-    """Whether each of `names` is at least `by` blocks above where it is now (waits)."""
-    start = {n: cluster.height(n) or 0 for n in names}
-    cluster.wait_until(
-        lambda: all((cluster.height(n) or 0) >= start[n] + by for n in names),
-        timeout_s=30,
-        what=f"{names} to commit {by} more blocks",
-    )
-    return True
-
-
 def test_four_nodes_commit_under_steady_load(cluster: Cluster) -> None:
     senders = setup_accounts(cluster, ACCOUNTS)
     with Load(cluster, senders, RATE) as load:
@@ -101,7 +78,7 @@ def test_kill9_validator_keeps_network_committing_and_it_catches_up(cluster: Clu
     with Load(cluster, senders, RATE) as load:
         time.sleep(2)
         cluster.kill("node2")
-        advanced(cluster, ["node1", "node3", "node4"], by=5)
+        wait_advanced(cluster, ["node1", "node3", "node4"], by=5)
         cluster.start("node2")
         target = max(h or 0 for h in cluster.heights().values())
         cluster.wait_until(
@@ -116,7 +93,7 @@ def test_paused_validator_catches_up_after_sigcont(cluster: Cluster) -> None:
     with Load(cluster, senders, RATE) as load:
         cluster.signal("node3", signal.SIGSTOP)
         paused_at = time.monotonic()
-        advanced(cluster, ["node1", "node2", "node4"], by=5)
+        wait_advanced(cluster, ["node1", "node2", "node4"], by=5)
         time.sleep(max(0.0, 10 - (time.monotonic() - paused_at)))
         cluster.signal("node3", signal.SIGCONT)
         target = max(h or 0 for h in cluster.heights().values())
@@ -139,7 +116,7 @@ def test_two_of_four_down_stops_commits_and_restart_resumes(cluster: Cluster) ->
         assert {n: cluster.height(n) for n in ("node3", "node4")} == stalled, "no quorum left"
         cluster.start("node1")
         cluster.start("node2")
-        advanced(cluster, cluster.names, by=3)
+        wait_advanced(cluster, cluster.names, by=3)
         time.sleep(1)
     finish(cluster, load, senders)
 
@@ -261,7 +238,7 @@ def test_garbage_from_an_authenticated_peer_is_charged_and_the_network_goes_on(
     assert "undecodable consensus message" in tail and "invalid Vote" in tail
     assert "bad transaction gossip" in tail and "bad signature" in tail
     assert (cluster.height("node1") or 0) >= before  # still answering
-    advanced(cluster, ["node1", "node2", "node3"], by=3)
+    wait_advanced(cluster, ["node1", "node2", "node3"], by=3)
 
 
 async def send_as(

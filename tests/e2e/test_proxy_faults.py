@@ -19,12 +19,11 @@ import pytest
 from cluster_support import (
     Cluster,
     Load,
-    check_agreement,
-    check_supply,
+    finish,
     setup_accounts,
-    wait_all_receipts,
+    wait_advanced,
+    wait_caught_up,
 )
-from e2e_support import Sender
 from proxy_support import init_proxied_cluster
 
 from taihang.net.transport import IDLE_TIMEOUT_MS_DEFAULT
@@ -48,36 +47,6 @@ def proxied(tmp_path: Path) -> Iterator[tuple[Cluster, FaultProxy]]:
         cluster.cleanup()
         proxy.close()
     assert proxy.errors == []
-
-
-def wait_advanced(cluster: Cluster, names: list[str], by: int, timeout_s: float = 30) -> None:
-    """Wait until each of `names` is at least `by` blocks above where it is now."""
-    start = {n: cluster.height(n) or 0 for n in names}
-    cluster.wait_until(
-        lambda: all((cluster.height(n) or 0) >= start[n] + by for n in names),
-        timeout_s=timeout_s,
-        what=f"{names} to commit {by} more blocks",
-    )
-
-
-def wait_caught_up(cluster: Cluster, name: str, timeout_s: float = 30) -> None:
-    target = max(h or 0 for h in cluster.heights().values())
-    cluster.wait_until(
-        lambda: (cluster.height(name) or 0) >= target,
-        timeout_s=timeout_s,
-        what=f"{name} to catch up to {target}",
-    )
-
-
-def finish(cluster: Cluster, load: Load, senders: list[Sender]) -> None:
-    assert load.accepted, "the load generator got nothing admitted"
-    for name in cluster.names:
-        wait_all_receipts(cluster, name, load.accepted[-20:])
-    wait_all_receipts(cluster, "node1", load.accepted)
-    check_supply(cluster, senders, "node1")
-    check_supply(cluster, senders, "node4")
-    cluster.stop_all()
-    assert check_agreement(cluster.network) > 0
 
 
 def test_a_node_cut_off_stalls_while_the_rest_commit_and_catches_up_after_heal(

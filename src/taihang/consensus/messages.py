@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Final
 
-import msgspec
-
-from taihang.codec import Canonical, decode, encode
+from taihang.codec import Canonical, encode
+from taihang.codec.envelope import TaggedCodec
 from taihang.constants import TAG_PROPOSAL, TAG_TIMEOUT
 from taihang.ledger.block import Block, QuorumCert, TimeoutCert, VoteData
 
@@ -85,35 +84,19 @@ class SafetyData(Canonical, frozen=True):
 ConsensusMessage = Proposal | Vote | TimeoutMsg | BlockRequest | BlockResponse
 
 
-class _Envelope(Canonical, frozen=True):
-    kind: int
-    body: msgspec.Raw
-
-
-_KINDS: Final[dict[type, int]] = {
-    Proposal: 1,
-    Vote: 2,
-    TimeoutMsg: 3,
-    BlockRequest: 4,
-    BlockResponse: 5,
-}
-_TYPES: Final[dict[int, type]] = {kind: cls for cls, kind in _KINDS.items()}
+_CODEC: Final[TaggedCodec[ConsensusMessage]] = TaggedCodec(
+    {Proposal: 1, Vote: 2, TimeoutMsg: 3, BlockRequest: 4, BlockResponse: 5},
+    "consensus message",
+)
 
 
 def encode_message(message: ConsensusMessage) -> bytes:
-    return encode(_Envelope(kind=_KINDS[type(message)], body=msgspec.Raw(encode(message))))
+    return _CODEC.encode(message)
 
 
 def decode_message(data: bytes) -> ConsensusMessage:
     """Decode a wire message; raises `DecodeError` for anything that is not one canonically."""
-    from taihang.errors import DecodeError
-
-    envelope = decode(data, _Envelope)
-    cls = _TYPES.get(envelope.kind)
-    if cls is None:
-        raise DecodeError(f"unknown consensus message kind {envelope.kind}")
-    message: ConsensusMessage = decode(bytes(envelope.body), cls)
-    return message
+    return _CODEC.decode(data)
 
 
 def compute_timeout_message(timeout: TimeoutSign) -> bytes:

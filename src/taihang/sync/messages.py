@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Final
 
-import msgspec
-
-from taihang.codec import Canonical, decode, encode
-from taihang.errors import DecodeError
+from taihang.codec import Canonical
+from taihang.codec.envelope import TaggedCodec
 from taihang.ledger.block import Block, QuorumCert
 
 
@@ -42,24 +40,15 @@ class RangeResponse(Canonical, frozen=True):
 SyncMessage = TipRequest | Tip | RangeRequest | RangeResponse
 
 
-class _Envelope(Canonical, frozen=True):
-    kind: int
-    body: msgspec.Raw
-
-
-_KINDS: Final[dict[type, int]] = {TipRequest: 1, Tip: 2, RangeRequest: 3, RangeResponse: 4}
-_TYPES: Final[dict[int, type]] = {kind: cls for cls, kind in _KINDS.items()}
+_CODEC: Final[TaggedCodec[SyncMessage]] = TaggedCodec(
+    {TipRequest: 1, Tip: 2, RangeRequest: 3, RangeResponse: 4}, "sync message"
+)
 
 
 def encode_sync_message(message: SyncMessage) -> bytes:
-    return encode(_Envelope(kind=_KINDS[type(message)], body=msgspec.Raw(encode(message))))
+    return _CODEC.encode(message)
 
 
 def decode_sync_message(data: bytes) -> SyncMessage:
     """Decode a sync frame; raise `DecodeError` for anything that is not one canonically."""
-    envelope = decode(data, _Envelope)
-    cls = _TYPES.get(envelope.kind)
-    if cls is None:
-        raise DecodeError(f"unknown sync message kind {envelope.kind}")
-    message: SyncMessage = decode(bytes(envelope.body), cls)
-    return message
+    return _CODEC.decode(data)
