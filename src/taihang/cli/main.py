@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from taihang.cli.contracts import register as register_contracts
 from taihang.cli.events import register as register_events
 from taihang.sim.cli import register as register_sim
 
@@ -33,6 +34,7 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 register_events(app)
+register_contracts(app)
 register_sim(app)
 
 HomeOption = Annotated[Path, typer.Option("--home", help="The network directory.")]

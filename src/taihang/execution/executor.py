@@ -5,7 +5,8 @@ transactions). For each transaction in block order it first applies the ledger r
 the proposer could not guarantee (the sender is a member, the nonce is the next one, the
 transaction has not expired); a transaction failing them gets a `rejected` receipt and
 changes nothing. Otherwise its nonce is consumed, whatever happens next, and the call runs
-inside a checkpoint: a `ContractError` rolls back the call's writes and yields a `reverted`
+inside a checkpoint, whether the contract is a built-in or a deployed Python contract (run
+through `lifecycle`): a `ContractError` rolls back the call's writes and yields a `reverted`
 or `out_of_gas` receipt with a normalised message. The result is the write set of the whole
 block (for the state tree) and one receipt per transaction.
 """
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 
 from taihang.codec import Value
 from taihang.crypto import CryptoSuite
-from taihang.errors import ContractError, ContractReverted, InvalidInput, OutOfGas
+from taihang.errors import ContractError, InvalidInput, OutOfGas
 from taihang.execution import gas
 from taihang.execution.builtins import AssetContract, KvContract, MembersContract, get_member
 from taihang.execution.context import CallContext, Contract, ViewContext
 from taihang.execution.gas import GasMeter
+from taihang.execution.lifecycle import ContractsContract, invoke_deployed, query_deployed
 from taihang.execution.state import Overlay, StateReader, state_key
 from taihang.ledger.receipt import Receipt, build_receipt
 from taihang.ledger.transaction import Transaction
@@ -46,7 +48,12 @@ def nonce_key(address: str) -> bytes:
 
 
 def builtin_contracts() -> dict[str, Contract]:
-    contracts: list[Contract] = [MembersContract(), KvContract(), AssetContract()]
+    contracts: list[Contract] = [
+        MembersContract(),
+        KvContract(),
+        AssetContract(),
+        ContractsContract(),
+    ]
     return {c.name: c for c in contracts}
 
 
@@ -101,9 +108,10 @@ class Executor:
         try:
             meter.charge(gas.TX_BASE + gas.TX_PER_BYTE * tx.size)
             contract = self.contracts.get(tx.body.contract)
-            if contract is None:
-                raise ContractReverted(f"no contract named {tx.body.contract!r}")
-            value = contract.call(ctx, tx.body.method, tx.args)
+            if contract is None:  # a deployed Python contract, or none at all
+                value = invoke_deployed(ctx, tx.body.method, tx.args)
+            else:
+                value = contract.call(ctx, tx.body.method, tx.args)
         except OutOfGas:
             overlay.rollback()
             return build_receipt(tx.id, "out_of_gas", meter.used, error_message="OutOfGas")
@@ -120,7 +128,7 @@ def execute_query(
     """Answer a read-only query; raises `ContractError` (e.g. no such contract or method)."""
     target = executor.contracts.get(contract)
     if target is None:
-        raise ContractReverted(f"no contract named {contract!r}")
+        return query_deployed(Overlay(state), executor.suite, contract, method, args)
     return target.view(ViewContext(Overlay(state), contract), method, args)
 
 
