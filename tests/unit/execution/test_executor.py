@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 import pytest
+from execution_keys import addr, key_of, seed_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,6 @@ from taihang.ledger.receipt import Receipt
 from taihang.ledger.transaction import (
     Transaction,
     build_body,
-    compute_address,
     decode_transaction,
     sign_body,
 )
@@ -42,18 +42,6 @@ CHANNEL = "main"
 HEIGHT = 5
 
 ADMIN, ISSUER, ALICE, BOB, OUTSIDER, ADMIN2, CAROL = 10, 11, 12, 13, 14, 15, 16
-
-
-def seed_of(who: int) -> bytes:
-    return bytes([who]) * 32
-
-
-def key_of(who: int) -> bytes:
-    return SUITE.public_key_from_seed(seed_of(who))
-
-
-def addr(who: int) -> str:
-    return compute_address(SUITE, key_of(who))
 
 
 GENESIS = Genesis(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from execution_keys import addr, key_of, seed_of
 
 from taihang.codec import Value, decode_value, encode_value
 from taihang.crypto import get_suite
@@ -22,7 +23,6 @@ from taihang.ledger.receipt import Receipt
 from taihang.ledger.transaction import (
     Transaction,
     build_body,
-    compute_address,
     decode_transaction,
     sign_body,
 )
@@ -31,18 +31,6 @@ SUITE = get_suite("ed25519")
 CHANNEL = "main"
 ALICE, BOB, CAROL = 12, 13, 14  # Alice and Bob in org1, Carol in org2
 TOKEN = (Path(__file__).parents[3] / "examples" / "contracts" / "token.py").read_text()
-
-
-def seed_of(who: int) -> bytes:
-    return bytes([who]) * 32
-
-
-def key_of(who: int) -> bytes:
-    return SUITE.public_key_from_seed(seed_of(who))
-
-
-def addr(who: int) -> str:
-    return compute_address(SUITE, key_of(who))
 
 
 GENESIS = Genesis(

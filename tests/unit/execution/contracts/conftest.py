@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from taihang.execution.contracts import CallResult, call_contract, compile_contract
 
-TOKEN_SOURCE = """
-@public
-def init(ctx, supply):
-    ctx.storage.set("balance/" + ctx.sender, supply)
-
-@public
-def transfer(ctx, to, amount):
-    require(amount > 0, "amount must be positive")
-    balance = ctx.storage.get("balance/" + ctx.sender, 0)
-    require(balance >= amount, "insufficient balance")
-    ctx.storage.set("balance/" + ctx.sender, balance - amount)
-    ctx.storage.set("balance/" + to, ctx.storage.get("balance/" + to, 0) + amount)
-    ctx.emit("Transfer", {"from": ctx.sender, "to": to, "amount": amount})
-
-@view
-def balance_of(ctx, owner):
-    return ctx.storage.get("balance/" + owner, 0)
-"""
+# The spec's token example, as shipped for users (comments included: they must compile too).
+TOKEN_SOURCE = (Path(__file__).parents[4] / "examples" / "contracts" / "token.py").read_text()
 
 
 class FakeHost:
