@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 import pytest
-from execution_keys import addr, key_of, seed_of
+from execution_keys import addr, key_of, make_genesis, seed_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +28,7 @@ from taihang.execution.executor import (
     nonce_key,
 )
 from taihang.execution.state import state_key
-from taihang.ledger.genesis import BalanceSpec, Genesis, MemberSpec, OrgSpec, ValidatorSpec
+from taihang.ledger.genesis import BalanceSpec, MemberSpec
 from taihang.ledger.receipt import Receipt
 from taihang.ledger.transaction import (
     Transaction,
@@ -44,17 +44,9 @@ HEIGHT = 5
 ADMIN, ISSUER, ALICE, BOB, OUTSIDER, ADMIN2, CAROL = 10, 11, 12, 13, 14, 15, 16
 
 
-GENESIS = Genesis(
-    protocol_version=1,
-    channel=CHANNEL,
-    crypto="ed25519",
-    timestamp_ms=0,
-    orgs=[
-        OrgSpec(id="org1", name="One", ca_cert_pem=""),
-        OrgSpec(id="org2", name="Two", ca_cert_pem=""),
-    ],
-    validators=[ValidatorSpec(name="v1", org="org1", public_key=key_of(1).hex())],
-    members=[
+GENESIS = make_genesis(
+    CHANNEL,
+    [
         MemberSpec(public_key=key_of(ADMIN).hex(), org="org1", roles=["admin"]),
         MemberSpec(public_key=key_of(ISSUER).hex(), org="org1", roles=["member", "issuer"]),
         MemberSpec(public_key=key_of(ALICE).hex(), org="org2", roles=["member"]),

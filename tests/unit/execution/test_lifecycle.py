@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from execution_keys import addr, key_of, seed_of
+from execution_keys import addr, key_of, make_genesis, seed_of
 
 from taihang.codec import Value, decode_value, encode_value
 from taihang.crypto import get_suite
 from taihang.errors import ContractReverted
 from taihang.execution import BlockContext, Executor, build_genesis_writes, execute_query
 from taihang.execution.state import state_key
-from taihang.ledger.genesis import Genesis, MemberSpec, OrgSpec, ValidatorSpec
+from taihang.ledger.genesis import MemberSpec
 from taihang.ledger.receipt import Receipt
 from taihang.ledger.transaction import (
     Transaction,
@@ -33,22 +33,13 @@ ALICE, BOB, CAROL = 12, 13, 14  # Alice and Bob in org1, Carol in org2
 TOKEN = (Path(__file__).parents[3] / "examples" / "contracts" / "token.py").read_text()
 
 
-GENESIS = Genesis(
-    protocol_version=1,
-    channel=CHANNEL,
-    crypto="ed25519",
-    timestamp_ms=0,
-    orgs=[
-        OrgSpec(id="org1", name="One", ca_cert_pem=""),
-        OrgSpec(id="org2", name="Two", ca_cert_pem=""),
-    ],
-    validators=[ValidatorSpec(name="v1", org="org1", public_key=key_of(1).hex())],
-    members=[
+GENESIS = make_genesis(
+    CHANNEL,
+    [
         MemberSpec(public_key=key_of(ALICE).hex(), org="org1", roles=["admin", "member"]),
         MemberSpec(public_key=key_of(BOB).hex(), org="org1", roles=["member"]),
         MemberSpec(public_key=key_of(CAROL).hex(), org="org2", roles=["member"]),
     ],
-    balances=[],
 )
 
 COUNTER = """
