@@ -14,7 +14,7 @@ from taihang.api.responses import get_chain, get_node, json_response, parse_hex,
 from taihang.api.wire import block_to_json, receipt_to_json, struct_to_json
 from taihang.codec import decode, decode_value, value_from_json, value_to_json
 from taihang.errors import BlockNotFound, InvalidInput
-from taihang.execution.executor import execute_query, find_member, get_account_nonce
+from taihang.execution.executor import find_member, get_account_nonce
 from taihang.execution.state import state_key
 from taihang.ledger.block import Block
 from taihang.ledger.receipt import Receipt
@@ -122,7 +122,8 @@ async def query(request: Request) -> Response:
     args = value_from_json(data.get("args", []))
     if not isinstance(args, list):
         raise InvalidInput("args must be a list", code="malformed")
-    result = execute_query(chain.executor, chain.tree, data["contract"], data["method"], args)
+    # Contract code runs in the executor worker, one request at a time: wait off the loop.
+    result = await asyncio.to_thread(chain.query, data["contract"], data["method"], args)
     return json_response({"result": value_to_json(result), "height": chain.executed_height})
 
 

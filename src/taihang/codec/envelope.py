@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from taihang.codec.canonical import Canonical, decode, encode
+from taihang.constants import ENCODED_BYTES_MAX
 from taihang.errors import DecodeError
 
 M = TypeVar("M")
@@ -27,8 +28,11 @@ class _Envelope(Canonical, frozen=True):
 class TaggedCodec(Generic[M]):
     """Encode and decode the message types of `kinds` (type -> its wire kind)."""
 
-    def __init__(self, kinds: Mapping[type, int], what: str) -> None:
+    def __init__(
+        self, kinds: Mapping[type, int], what: str, *, max_bytes: int = ENCODED_BYTES_MAX
+    ) -> None:
         self._kinds = dict(kinds)
+        self._max_bytes = max_bytes
         self._types = {kind: cls for cls, kind in self._kinds.items()}
         assert len(self._types) == len(self._kinds), "each type needs its own kind"
         self._what = what
@@ -39,9 +43,9 @@ class TaggedCodec(Generic[M]):
 
     def decode(self, data: bytes) -> M:
         """Raise `DecodeError` for anything that is not one of the messages, canonically."""
-        envelope = decode(data, _Envelope)
+        envelope = decode(data, _Envelope, max_bytes=self._max_bytes)
         cls = self._types.get(envelope.kind)
         if cls is None:
             raise DecodeError(f"unknown {self._what} kind {envelope.kind}")
-        message: M = decode(bytes(envelope.body), cls)
+        message: M = decode(bytes(envelope.body), cls, max_bytes=self._max_bytes)
         return message

@@ -13,8 +13,9 @@ block (for the state tree) and one receipt per transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from taihang.codec import Value
 from taihang.crypto import CryptoSuite
@@ -57,22 +58,70 @@ def builtin_contracts() -> dict[str, Contract]:
     return {c.name: c for c in contracts}
 
 
+class BlockExecutor(Protocol):
+    """What the chain runs blocks and queries on: `Executor` itself, or a worker process."""
+
+    def execute_block(
+        self, state: StateReader, block: BlockContext, txs: list[Transaction]
+    ) -> BlockResult:
+        """Execute `txs` over `state`, the executed state at `block.height - 1`."""
+        ...
+
+    def query(
+        self,
+        state: StateReader,
+        contract: str,
+        method: str,
+        args: list[Value],
+        *,
+        base_height: int,
+    ) -> Value:
+        """Answer a read-only call over `state`, the executed state at `base_height`."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Executor:
-    """Executes blocks with a fixed table of contracts."""
+    """Executes blocks with a fixed table of contracts, in this process."""
 
     def __init__(self, suite: CryptoSuite, contracts: Mapping[str, Contract] | None = None) -> None:
         self.suite = suite
         self.contracts = dict(contracts) if contracts is not None else builtin_contracts()
 
     def execute_block(
-        self, state: StateReader, block: BlockContext, txs: list[Transaction]
+        self,
+        state: StateReader,
+        block: BlockContext,
+        txs: list[Transaction],
+        *,
+        on_tx_done: Callable[[int], None] | None = None,
     ) -> BlockResult:
+        """`on_tx_done(count)` is called after each transaction (a worker's progress report)."""
         overlay = Overlay(state)
-        receipts = [self._execute_tx(overlay, block, tx) for tx in txs]
+        receipts: list[Receipt] = []
+        for tx in txs:
+            receipts.append(self._execute_tx(overlay, block, tx))
+            if on_tx_done is not None:
+                on_tx_done(len(receipts))
         nonces: dict[str, int] = {}
         for tx in txs:
             nonces[tx.sender] = overlay.get(nonce_key(tx.sender), 0)
         return BlockResult(receipts=receipts, writes=overlay.writes, nonces=nonces)
+
+    def query(
+        self,
+        state: StateReader,
+        contract: str,
+        method: str,
+        args: list[Value],
+        *,
+        base_height: int = 0,
+    ) -> Value:
+        return execute_query(self, state, contract, method, args)
+
+    def close(self) -> None:
+        pass  # nothing to release in-process
 
     def _reject_reason(self, overlay: Overlay, block: BlockContext, tx: Transaction) -> str:
         if tx.body.channel != block.channel:

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from taihang.codec import decode, encode
+from taihang.codec import Value, decode, encode
 from taihang.crypto import CryptoSuite, get_suite
 from taihang.errors import InvalidCertificate, StoreError
 from taihang.execution import BlockContext, Executor, build_genesis_writes
-from taihang.execution.executor import BlockResult
+from taihang.execution.executor import BlockExecutor, BlockResult
 from taihang.ledger.block import (
     Block,
+    BlockHeader,
     ExecRoot,
     QuorumCert,
     ValidatorSet,
@@ -52,7 +53,11 @@ class ExecutedBlock:
 
 
 class Chain:
-    def __init__(self, kv: KVStore, genesis: Genesis) -> None:
+    def __init__(
+        self, kv: KVStore, genesis: Genesis, executor: BlockExecutor | None = None
+    ) -> None:
+        """`executor` runs blocks and queries (the node passes its worker process); by
+        default they run in this process, which offline tools and tests use."""
         self.kv = kv
         self.genesis = genesis
         self.suite: CryptoSuite = get_suite(genesis.crypto)
@@ -60,7 +65,10 @@ class Chain:
         self.validators: ValidatorSet = build_validator_set(genesis)
         self.store = LedgerStore(kv)
         self.tree = StateTree(kv, hash_fn=self.suite.hash)
-        self.executor = Executor(self.suite)
+        self.executor: BlockExecutor = executor if executor is not None else Executor(self.suite)
+        # Held from a block's execution until its batch is written, and by queries: a worker
+        # caches state per executed height and serves one request at a time.
+        self.exec_lock = threading.Lock()
         # Held while a ledger batch is written and the tree moves to its root, so a reader
         # taking it (state proofs) sees a root and tree nodes of the same version.
         self.lock = threading.Lock()
@@ -73,10 +81,11 @@ class Chain:
         self.tip_height, self.tip_id, self.highest_qc = self._load_tip()
 
     @classmethod
-    def open(cls, path: Path, genesis: Genesis) -> Chain:
-        return cls(RocksKV(path), genesis)
+    def open(cls, path: Path, genesis: Genesis, executor: BlockExecutor | None = None) -> Chain:
+        return cls(RocksKV(path), genesis, executor)
 
     def close(self) -> None:
+        self.executor.close()
         self.kv.close()
 
     def _initialize(self) -> None:
@@ -200,9 +209,20 @@ class Chain:
         else:
             decoded = list(txs)
         valid = [tx for tx in decoded if isinstance(tx, Transaction)]
+        with self.exec_lock:
+            return self._execute_and_write(height, raw, header, context, decoded, valid)
+
+    def _execute_and_write(
+        self,
+        height: int,
+        raw: bytes,
+        header: BlockHeader,
+        context: BlockContext,
+        decoded: list[Transaction | InvalidBlockTx],
+        valid: list[Transaction],
+    ) -> ExecutedBlock:
         result = self.executor.execute_block(self.tree, context, valid)
         receipts = [encode(r) for r in _merge_receipts(decoded, result.receipts)]
-        txs = valid
         state_root, state_puts = self.tree.compute_update(result.writes)
         exec_root = ExecRoot(
             height=height,
@@ -222,7 +242,14 @@ class Chain:
         with self.lock:
             self.store.write(puts)
             self.tree.commit_update(state_root)
-        return ExecutedBlock(height, block_id, txs, result, exec_root)
+        return ExecutedBlock(height, block_id, valid, result, exec_root)
+
+    def query(self, contract: str, method: str, args: list[Value]) -> Value:
+        """Answer a read-only call over the executed state; raises `ContractError` and the like."""
+        with self.exec_lock:
+            return self.executor.query(
+                self.tree, contract, method, args, base_height=self.store.executed_height
+            )
 
     def _first_inclusions(self, tx_ids: list[bytes]) -> list[bytes | None]:
         """The ids to index, None where the id is already indexed (a duplicate inclusion).

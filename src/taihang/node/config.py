@@ -70,6 +70,13 @@ class ConsensusTimingConfig(msgspec.Struct, forbid_unknown_fields=True):
     committed_blocks_kept: int = 256
 
 
+class ExecutionConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The contract executor worker (node/exec_client.py): its safety nets, not its prices."""
+
+    worker_memory_mb: int = 2048  # the worker's address-space limit
+    watchdog_ms: int = 10_000  # the longest the worker may go without a message
+
+
 class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     channel: str
@@ -85,6 +92,7 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     p2p: P2PConfig = msgspec.field(default_factory=P2PConfig)
     consensus: ConsensusTimingConfig = msgspec.field(default_factory=ConsensusTimingConfig)
+    execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
 
 
 def validate_config(config: NodeConfig) -> None:
@@ -119,6 +127,11 @@ def validate_config(config: NodeConfig) -> None:
     if min(config.consensus.catchup_blocks_max, config.consensus.committed_blocks_kept) < 1:
         raise ConfigurationError(
             "consensus: catchup_blocks_max and committed_blocks_kept must be positive"
+        )
+    execution = config.execution
+    if execution.worker_memory_mb < 256 or execution.watchdog_ms < 100:
+        raise ConfigurationError(
+            "execution: worker_memory_mb must be at least 256 and watchdog_ms at least 100"
         )
     if not 1 <= config.verify_workers <= 64:
         raise ConfigurationError("verify_workers must be between 1 and 64")

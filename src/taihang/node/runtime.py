@@ -41,6 +41,7 @@ from taihang.mempool import Mempool, MempoolLimits
 from taihang.node.chain import Chain, ExecutedBlock
 from taihang.node.config import NodeConfig
 from taihang.node.driver import ConsensusDriver, find_observer_addresses
+from taihang.node.exec_client import ExecutorProcess
 from taihang.node.gossip import TxGossip, decode_gossip
 from taihang.node.home import NodeHome
 from taihang.node.logs import configure_logging, log, now_ms
@@ -158,9 +159,7 @@ class Node:
             loop.add_signal_handler(sig, self.stop)
         api_socket = bind_api_socket(self.config.api.host, self.config.api.port)
         try:
-            self.chain = await asyncio.to_thread(
-                Chain.open, self.home.data_path(self.config), self.genesis
-            )
+            self.chain = await asyncio.to_thread(self._open_chain)
             try:
                 self._check_may_sign(self.chain)
                 await self._run(loop, self.chain, api_socket)
@@ -168,6 +167,20 @@ class Node:
                 self.chain.close()
         finally:
             api_socket.close()
+
+    def _open_chain(self) -> Chain:
+        """The store, with contracts executed in a keyless worker process under limits."""
+        execution = self.config.execution
+        executor = ExecutorProcess(
+            self.genesis.crypto,
+            memory_mb=execution.worker_memory_mb,
+            watchdog_s=execution.watchdog_ms / 1000,
+        )
+        try:
+            return Chain.open(self.home.data_path(self.config), self.genesis, executor)
+        except BaseException:
+            executor.close()
+            raise
 
     def _check_may_sign(self, chain: Chain) -> None:
         if self.key.address not in chain.validators.by_address:
