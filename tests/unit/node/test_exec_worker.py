@@ -59,8 +59,12 @@ def seed_of(who: int) -> bytes:
     return bytes([who]) * 32
 
 
+def key_of(who: int) -> bytes:
+    return SUITE.public_key_from_seed(seed_of(who))
+
+
 def addr(who: int) -> str:
-    return compute_address(SUITE, SUITE.public_key_from_seed(seed_of(who)))
+    return compute_address(SUITE, key_of(who))
 
 
 GENESIS = Genesis(
@@ -69,12 +73,10 @@ GENESIS = Genesis(
     crypto="ed25519",
     timestamp_ms=0,
     orgs=[OrgSpec(id="org1", name="One", ca_cert_pem="")],
-    validators=[
-        ValidatorSpec(name="v1", org="org1", public_key=SUITE.public_key_from_seed(seed_of(1)).hex())
-    ],
+    validators=[ValidatorSpec(name="v1", org="org1", public_key=key_of(1).hex())],
     members=[
         MemberSpec(
-            public_key=SUITE.public_key_from_seed(seed_of(who)).hex(),
+            public_key=key_of(who).hex(),
             org="org1",
             roles=["admin", "member"],
         )
@@ -120,7 +122,7 @@ class Runner:
         self.nonces[who] = nonce + 1
         body = build_body(
             channel=CHANNEL,
-            sender_public_key=SUITE.public_key_from_seed(seed_of(who)),
+            sender_public_key=key_of(who),
             nonce=nonce,
             contract=contract,
             method=method,
@@ -231,7 +233,7 @@ def test_watchdog_halts_a_silent_worker() -> None:
     try:
         runner = Runner(process)
         deploy(runner, "hostile", HOSTILE)
-        with pytest.raises(ExecutorHalted, match="silent for 0.2 s"):
+        with pytest.raises(ExecutorHalted, match=r"silent for 0\.2 s"):
             runner.block([runner.tx(12, "hostile", "spin", gas=GAS_LIMIT_MAX)])
         assert process.pid is None  # the stuck worker was stopped, never reused
     finally:
