@@ -20,8 +20,10 @@ Theory of operation (spec: shared/spec/contracts.md, Lifecycle; decision: docs/a
   callee sees the calling contract's name as `sender`, with no org and no roles, so a contract
   can never act as the transaction's signer elsewhere. Only deployed Python contracts can be
   called this way. The callee's failure fails the caller, and the executor rolls back both.
-- Storage prefix scans (`ctx.storage.items`) are not available yet: the state reader has no
-  ordered prefix scan, and they revert with a message saying so.
+- Storage prefix scans (`ctx.storage.items(prefix, limit)`) read `Overlay.scan` over
+  `state_key(name, prefix)`, so they see only the contract's own namespace (the `/` after the
+  name keeps `tok` out of `token`), in ascending key-byte order, with the block's writes so far
+  (earlier transactions' and this one's, deletes hidden). The runtime charges the gas.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from taihang.execution.contracts import (
     CallResult,
     CompiledContract,
     ContractCompileError,
-    Revert,
     call_contract,
     compile_contract,
 )
@@ -259,7 +260,11 @@ class OverlayHost:
         self.overlay.delete(state_key(self.contract, key))
 
     def storage_items(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
-        raise Revert("ctx.storage.items is not available yet")
+        namespace = len(state_key(self.contract, ""))
+        return [
+            (key[namespace:].decode(), raw)
+            for key, raw in self.overlay.scan(state_key(self.contract, prefix), limit)
+        ]
 
     def call(
         self, contract: str, method: str, args: list[Value], gas_limit: int, depth: int, view: bool

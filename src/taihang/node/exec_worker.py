@@ -27,7 +27,6 @@ from collections.abc import Iterable
 from contextlib import suppress
 from typing import TypeVar
 
-
 from taihang.codec import decode_value, encode_value
 from taihang.crypto import get_suite
 from taihang.errors import ContractError, InvalidInput, NotFound

@@ -150,6 +150,20 @@ class StateTree:
         """The value of `state_key` in the latest committed state, or None."""
         return self._kv.get(VALUE_PREFIX + state_key)
 
+    def scan(self, prefix: bytes, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        """At most `limit` (state_key, value) pairs of the latest committed state whose keys
+        start with `prefix` and sort strictly after `after` (None: from the first), ascending."""
+        found: list[tuple[bytes, bytes]] = []
+        if limit <= 0:
+            return found
+        start = None if after is None else VALUE_PREFIX + after
+        for key, value in self._kv.scan(VALUE_PREFIX + prefix, start=start):
+            if key != start:  # the store's `start` is inclusive
+                found.append((key[1:], value))
+                if len(found) == limit:
+                    break
+        return found
+
     def scan_items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every (state_key, value), in state-key order (snapshots, offline verification)."""
         for key, value in self._kv.scan(VALUE_PREFIX):

@@ -70,6 +70,10 @@ class DictState:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
+    def scan(self, prefix: bytes, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
+        return [(k, self.data[k]) for k in keys[:limit]]
+
     def apply(self, writes: dict[bytes, bytes | None]) -> None:
         for key, value in writes.items():
             if value is None:

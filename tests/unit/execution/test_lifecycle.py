@@ -93,6 +93,10 @@ class Chain:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
+    def scan(self, prefix: bytes, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
+        return [(k, self.data[k]) for k in keys[:limit]]
+
     def send(
         self, who: int, contract: str, method: str, *args: Any, gas_limit: int = 5_000_000
     ) -> Receipt:
@@ -315,12 +319,121 @@ def test_token_example_end_to_end(chain: Chain) -> None:
     assert chain.query("token", "balance_of", addr(CAROL)) == 0
 
 
-def test_storage_scans_revert_until_supported(chain: Chain) -> None:
-    source = "@public\ndef scan(ctx):\n    return ctx.storage.items('a', 10)\n"
-    ok(chain.send(ALICE, "contracts", "deploy", "scanner", source, "1", []))
-    receipt = chain.send(ALICE, "scanner", "scan")
-    assert receipt.status == "reverted"
-    assert "not available yet" in receipt.error_message
+SCANNER = """
+@public
+def init(ctx):
+    for key in ["user/bob", "user/alice", "user/carol", "user/\\u00e9", "user/z", "users", "other"]:
+        ctx.storage.set(key, len(key))
+    ctx.storage.delete("user/carol")
+
+@public
+def scan(ctx, prefix, limit):
+    return ctx.storage.items(prefix, limit)
+
+@view
+def peek(ctx, prefix, limit):
+    return ctx.storage.items(prefix, limit)
+
+@public
+def put(ctx, key, value):
+    ctx.storage.set(key, value)
+
+@public
+def churn(ctx):
+    ctx.storage.set("user/new", "n")
+    ctx.storage.delete("user/alice")
+    return ctx.storage.items("user/", 10)
+
+@public
+def churn_then_fail(ctx):
+    ctx.storage.set("user/ghost", "g")
+    ctx.storage.delete("user/bob")
+    require(False, "changed my mind")
+
+@public
+def drain(ctx, size):
+    # Take the prefix a page at a time, deleting each page before reading the next.
+    taken = []
+    while True:
+        page = ctx.storage.items("user/", size)
+        if not page:
+            return taken
+        for key, value in page:
+            taken.append([key, value])
+            ctx.storage.delete(key)
+"""
+# In key-byte order: "é" (0xc3 0xa9) after every ASCII key; "user/carol" was deleted by init.
+USERS: list[Value] = [["user/alice", 10], ["user/bob", 8], ["user/z", 6], ["user/é", 6]]
+
+
+def peek(chain: Chain, contract: str, prefix: str, limit: int) -> Value:
+    """A view's result as a client sees it (encoded: the runtime's tuples become lists)."""
+    return decode_value(encode_value(chain.query(contract, "peek", prefix, limit)))
+
+
+def test_storage_items_lists_a_prefix_in_order_in_calls_and_views(chain: Chain) -> None:
+    ok(chain.send(ALICE, "contracts", "deploy", "scanner", SCANNER, "1", []))
+    called = ret(ok(chain.send(ALICE, "scanner", "scan", "user/", 10)))
+    assert called == USERS  # "users" and "other" are outside the prefix
+    assert peek(chain, "scanner", "user/", 10) == called
+    assert ret(ok(chain.send(ALICE, "scanner", "scan", "user/", 2))) == USERS[:2]
+    assert peek(chain, "scanner", "user/", 2) == USERS[:2]
+    assert peek(chain, "scanner", "", 100) == [["other", 5], *USERS, ["users", 5]]
+    assert peek(chain, "scanner", "user/b", 10) == [["user/bob", 8]]
+    assert peek(chain, "scanner", "nothing/", 10) == []
+
+
+def test_storage_items_sees_only_the_contracts_own_namespace(chain: Chain) -> None:
+    ok(chain.send(ALICE, "contracts", "deploy", "tok", SCANNER, "1", []))
+    ok(chain.send(ALICE, "contracts", "deploy", "token", SCANNER, "1", []))
+    ok(chain.send(ALICE, "token", "put", "user/b", "token's"))
+    ok(chain.send(ALICE, "token", "put", "a", "token's"))
+    assert peek(chain, "tok", "user/", 10) == USERS
+    assert peek(chain, "tok", "", 100) == [["other", 5], *USERS, ["users", 5]]
+    assert ["user/b", "token's"] in peek(chain, "token", "user/", 10)  # type: ignore[operator]
+
+
+def test_storage_items_sees_the_transactions_own_writes(chain: Chain) -> None:
+    ok(chain.send(ALICE, "contracts", "deploy", "scanner", SCANNER, "1", []))
+    churned = [["user/bob", 8], ["user/new", "n"], ["user/z", 6], ["user/é", 6]]
+    assert ret(ok(chain.send(ALICE, "scanner", "churn"))) == churned
+    assert peek(chain, "scanner", "user/", 10) == churned
+
+
+def test_storage_items_sees_earlier_transactions_of_the_block_but_not_rollbacks(
+    chain: Chain,
+) -> None:
+    ok(chain.send(ALICE, "contracts", "deploy", "scanner", SCANNER, "1", []))
+    nonce = chain.nonces[ALICE]
+    txs = [
+        _signed(ALICE, nonce, "scanner", "put", encode_value(["user/b", "same block"]), 5_000_000),
+        _signed(ALICE, nonce + 1, "scanner", "churn_then_fail", encode_value([]), 5_000_000),
+        _signed(ALICE, nonce + 2, "scanner", "scan", encode_value(["user/", 10]), 5_000_000),
+    ]
+    block = BlockContext(channel=CHANNEL, height=chain.height, timestamp_ms=chain.height * 1000)
+    put, failed, scan = chain.executor.execute_block(chain, block, txs).receipts
+    ok(put)
+    assert failed.status == "reverted" and failed.error_message == "changed my mind"
+    assert ret(ok(scan)) == [USERS[0], ["user/b", "same block"], *USERS[1:]]
+
+
+def test_storage_items_pages_through_a_prefix_while_deleting(chain: Chain) -> None:
+    ok(chain.send(ALICE, "contracts", "deploy", "scanner", SCANNER, "1", []))
+    for i in range(7):
+        ok(chain.send(ALICE, "scanner", "put", f"user/{i}", i))
+    expected = [[f"user/{i}", i] for i in range(7)] + USERS
+    assert ret(ok(chain.send(ALICE, "scanner", "drain", 3))) == expected
+    assert peek(chain, "scanner", "user/", 100) == []
+    assert peek(chain, "scanner", "", 100) == [["other", 5], ["users", 5]]
+
+
+def test_storage_items_charges_by_limit_and_size(chain: Chain) -> None:
+    ok(chain.send(ALICE, "contracts", "deploy", "scanner", SCANNER, "1", []))
+    small = ok(chain.send(ALICE, "scanner", "scan", "user/", 1)).gas_used
+    large = ok(chain.send(ALICE, "scanner", "scan", "user/", 1000)).gas_used
+    assert large - small >= 999 * 50  # the limit is paid for up front
+    reverted = chain.send(ALICE, "scanner", "scan", "user/", 1001)
+    assert reverted.status != "ok"
 
 
 def test_same_block_gives_the_same_writes_and_receipts() -> None:

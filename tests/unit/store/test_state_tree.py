@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,62 @@ def test_state_tree_on_rocks_survives_reopening(tmp_path: Path) -> None:
         assert value == b"new"
     finally:
         reopened.close()
+
+
+SCAN_STATE = {
+    b"tok/a": b"1",
+    b"tok/b": b"2",
+    b"tok/b/x": b"3",
+    b"tok/c": b"4",
+    "tok/é".encode(): b"5",  # 0xc3 0xa9: after every ASCII byte
+    b"tok/z": b"6",
+    b"token/a": b"7",
+    b"tok": b"8",
+    b"toj/a": b"9",
+}
+
+
+@pytest.fixture(params=["memory", "rocks"])
+def tree(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateTree]:
+    """A tree holding SCAN_STATE less `tok/c` (written, then deleted), on either store."""
+    kv = MemoryKV() if request.param == "memory" else RocksKV(tmp_path / "db")
+    tree = StateTree(kv)
+    tree.apply_writes(dict(SCAN_STATE))
+    tree.apply_writes({b"tok/c": None})
+    yield tree
+    kv.close()
+
+
+def test_scan_reads_one_prefix_in_key_byte_order(tree: StateTree) -> None:
+    expected = [
+        (b"tok/a", b"1"),
+        (b"tok/b", b"2"),
+        (b"tok/b/x", b"3"),
+        (b"tok/z", b"6"),
+        ("tok/é".encode(), b"5"),
+    ]
+    assert tree.scan(b"tok/", None, 100) == expected
+    assert tree.scan(b"tok/", None, 2) == expected[:2]
+    assert tree.scan(b"tok/", None, 0) == []
+    assert tree.scan(b"tok/b", None, 100) == expected[1:3]
+    assert tree.scan(b"token/", None, 100) == [(b"token/a", b"7")]
+    assert tree.scan(b"tok/q", None, 100) == []
+    assert tree.scan(b"", None, 3) == [(b"toj/a", b"9"), (b"tok", b"8"), (b"tok/a", b"1")]
+    # Nothing of the store's node records (prefix J) leaks into a scan of everything.
+    assert len(tree.scan(b"", None, 1_000)) == len(SCAN_STATE) - 1
+
+
+def test_scan_starts_strictly_after_after(tree: StateTree) -> None:
+    assert tree.scan(b"tok/", b"tok/b", 2) == [(b"tok/b/x", b"3"), (b"tok/z", b"6")]
+    assert tree.scan(b"tok/", b"tok/bb", 1) == [(b"tok/z", b"6")]  # `after` need not exist
+    assert tree.scan(b"tok/", b"tok/c", 10) == [(b"tok/z", b"6"), ("tok/é".encode(), b"5")]
+    assert tree.scan(b"tok/", "tok/é".encode(), 10) == []
+    assert tree.scan(b"tok/", b"a", 1) == [(b"tok/a", b"1")]  # before the prefix
+    assert tree.scan(b"tok/", b"tp", 10) == []  # past the prefix
+    # Paging by the last key returned visits every entry exactly once.
+    pages: list[tuple[bytes, bytes]] = []
+    after: bytes | None = None
+    while page := tree.scan(b"tok/", after, 2):
+        pages += page
+        after = page[-1][0]
+    assert pages == tree.scan(b"tok/", None, 100)
