@@ -259,12 +259,10 @@ class OverlayHost:
         assert not self.read_only, "the runtime refuses writes in a view"
         self.overlay.delete(state_key(self.contract, key))
 
-    def storage_items(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
+    def storage_items(self, prefix: str, limit: int) -> tuple[list[tuple[str, bytes]], int]:
         namespace = len(state_key(self.contract, ""))
-        return [
-            (key[namespace:].decode(), raw)
-            for key, raw in self.overlay.scan(state_key(self.contract, prefix), limit)
-        ]
+        found, examined = self.overlay.scan_counted(state_key(self.contract, prefix), limit)
+        return [(key[namespace:].decode(), raw) for key, raw in found], examined
 
     def call(
         self, contract: str, method: str, args: list[Value], gas_limit: int, depth: int, view: bool

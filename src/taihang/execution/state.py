@@ -87,17 +87,24 @@ class Overlay:
         """At most `limit` (key, raw value) pairs whose keys start with `prefix`, ascending by
         key bytes, as the block sees them: the base's values under this block's writes so far
         (a written value overrides the base, a deleted key is skipped)."""
+        return self.scan_counted(prefix, limit)[0]
+
+    def scan_counted(self, prefix: bytes, limit: int) -> tuple[list[tuple[bytes, bytes]], int]:
+        """`scan`, and how many entries it examined (base rows read plus written keys merged):
+        keys this block deleted cost a scan work without being returned, so gas counts them."""
         found: list[tuple[bytes, bytes]] = []
         if limit <= 0:
-            return found
+            return found, 0
         if self._index is None:
             self._index = sorted(self._writes)
         written, writes = self._index, self._writes
-        i = bisect_left(written, prefix)  # the next written key to merge
+        first = i = bisect_left(written, prefix)  # the next written key to merge
+        read = 0
         after: bytes | None = None
         page = limit
         while True:
             base = self._base.scan(prefix, after, page)
+            read += len(base)
             # Keys of the prefix form one interval of the order: a written key at or after
             # `prefix` and before a base key (which has the prefix) has the prefix too.
             for key, raw in base:
@@ -106,7 +113,7 @@ class Overlay:
                     if value is not None:
                         found.append((written[i], value))
                         if len(found) == limit:
-                            return found
+                            return found, read + i + 1 - first
                     i += 1
                 if i < len(written) and written[i] == key:
                     i += 1
@@ -116,16 +123,16 @@ class Overlay:
                 if value is not None:
                     found.append((key, value))
                     if len(found) == limit:
-                        return found
+                        return found, read + i - first
             if len(base) < page:  # the base is exhausted: the rest are written keys only
                 while i < len(written) and written[i].startswith(prefix):
                     value = writes[written[i]]
-                    if value is not None:
-                        found.append((written[i], value))
-                        if len(found) == limit:
-                            return found
                     i += 1
-                return found
+                    if value is not None:
+                        found.append((written[i - 1], value))
+                        if len(found) == limit:
+                            break
+                return found, read + i - first
             # Deleted keys hid some of the page: read on, in growing pages.
             after = base[-1][0]
             page = max(limit - len(found), min(2 * page, SCAN_PAGE_MAX))

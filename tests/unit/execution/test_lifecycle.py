@@ -351,6 +351,20 @@ def churn_then_fail(ctx):
     require(False, "changed my mind")
 
 @public
+def hide_then_scan(ctx, count, scans):
+    # Delete `count` stored keys, then scan past them `scans` times for one entry each.
+    for i in range(count):
+        ctx.storage.delete("many/" + str(1000 + i))
+    for i in range(scans):
+        ctx.storage.items("many/", 1)
+    require(False, "undo")  # keep the keys for the next measurement
+
+@public
+def fill(ctx, count):
+    for i in range(count + 1):
+        ctx.storage.set("many/" + str(1000 + i), i)
+
+@public
 def drain(ctx, size):
     # Take the prefix a page at a time, deleting each page before reading the next.
     taken = []
@@ -434,6 +448,18 @@ def test_storage_items_charges_by_limit_and_size(chain: Chain) -> None:
     assert large - small >= 999 * 50  # the limit is paid for up front
     reverted = chain.send(ALICE, "scanner", "scan", "user/", 1001)
     assert reverted.status != "ok"
+
+
+def test_storage_items_charges_for_keys_hidden_by_the_blocks_deletes(chain: Chain) -> None:
+    # Deleted keys are read and skipped on every scan: without a price per entry examined, a
+    # contract could delete many keys once and then rescan them for the price of one entry.
+    ok(chain.send(ALICE, "contracts", "deploy", "scanner", SCANNER, "1", []))
+    ok(chain.send(ALICE, "scanner", "fill", 400))
+    once = chain.send(ALICE, "scanner", "hide_then_scan", 0, 20).gas_used
+    hidden = chain.send(ALICE, "scanner", "hide_then_scan", 400, 0).gas_used
+    both = chain.send(ALICE, "scanner", "hide_then_scan", 400, 20).gas_used
+    # The twenty scans cost at least 400 scan items more each once 400 keys hide the prefix.
+    assert both - hidden - once >= 20 * 400 * 50
 
 
 def test_same_block_gives_the_same_writes_and_receipts() -> None:

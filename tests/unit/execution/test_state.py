@@ -210,6 +210,19 @@ def test_overlay_scan_skips_deletes_and_pages_past_them() -> None:
     assert overlay.scan(b"k/", 5) == [(b"k/050", raw("back"))]
 
 
+def test_overlay_scan_counts_the_entries_it_examined() -> None:
+    base = DictState({b"k/%03d" % i: encode_value(i) for i in range(100)})
+    overlay = Overlay(base)
+    found, examined = overlay.scan_counted(b"k/", 3)
+    assert len(found) == 3 and 3 <= examined <= 6  # a page of the limit, nothing hidden
+    for i in range(90):
+        overlay.delete(b"k/%03d" % i)
+    found, examined = overlay.scan_counted(b"k/", 1)
+    assert found == [(b"k/090", raw(90))]
+    assert examined >= 91  # the 90 deleted keys were read and merged before the first live one
+    assert overlay.scan_counted(b"x/", 5) == ([], 0)
+
+
 def test_overlay_scan_pages_grow_and_stay_bounded() -> None:
     base = DictState({b"k/%05d" % i: encode_value(i) for i in range(5_000)})
     overlay = Overlay(base)

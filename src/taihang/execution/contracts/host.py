@@ -84,8 +84,9 @@ class ContractHost(Protocol):
 
     def storage_delete(self, key: str) -> None: ...
 
-    def storage_items(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
-        """At most `limit` entries whose keys start with `prefix`, in ascending key order."""
+    def storage_items(self, prefix: str, limit: int) -> tuple[list[tuple[str, bytes]], int]:
+        """At most `limit` entries whose keys start with `prefix`, in ascending key order, and
+        how many entries the scan examined to find them (keys deleted in this block count)."""
         ...
 
     def call(
@@ -129,9 +130,10 @@ class Storage(HostObject):
     def _key(self, key: Value) -> str:
         if type(key) is not str:
             raise InvalidValue("storage key")
-        if len(key.encode()) > gas.STORAGE_KEY_BYTES_MAX:
+        size = len(key.encode())
+        if size > gas.STORAGE_KEY_BYTES_MAX:
             raise LimitExceeded("storage key")
-        self.rt.meter.charge(gas.STORAGE_READ + gas.for_bytes(len(key)))
+        self.rt.meter.charge(gas.STORAGE_READ + gas.for_bytes(size))
         return key
 
     def get(self, key: Value, default: Value = None) -> Value:
@@ -165,8 +167,10 @@ class Storage(HostObject):
             raise InvalidValue("scan limit")
         checked = self._key(prefix)
         self.rt.meter.charge(limit * gas.STORAGE_SCAN_ITEM)
-        entries = self.host.storage_items(checked, limit)
-        self.rt.meter.charge(gas.for_bytes(sum(len(k) + len(raw) for k, raw in entries)))
+        entries, examined = self.host.storage_items(checked, limit)
+        # Entries examined beyond the limit were hidden by this block's deletes: still work.
+        self.rt.meter.charge(max(0, examined - limit) * gas.STORAGE_SCAN_ITEM)
+        self.rt.meter.charge(gas.for_bytes(sum(len(k.encode()) + len(raw) for k, raw in entries)))
         return [(k, decode_value(raw)) for k, raw in entries]
 
 

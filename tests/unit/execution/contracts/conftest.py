@@ -39,8 +39,9 @@ class FakeHost:
     def storage_delete(self, key: str) -> None:
         self.data.pop(key, None)
 
-    def storage_items(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
-        return sorted((k, v) for k, v in self.data.items() if k.startswith(prefix))[:limit]
+    def storage_items(self, prefix: str, limit: int) -> tuple[list[tuple[str, bytes]], int]:
+        found = sorted((k, v) for k, v in self.data.items() if k.startswith(prefix))[:limit]
+        return found, len(found)
 
     def call(
         self, contract: str, method: str, args: list[Any], gas_limit: int, depth: int, view: bool
