@@ -1,8 +1,9 @@
 """`taihang bench`: committed TPS and submit-to-commit latency against a running network.
 
 From a separate process, against the network exactly as `taihang up` configured it: it
-registers and funds `accounts` sender accounts with the development key (not measured),
-pre-signs N transfers, submits them in batches at a target rate or flat out, and counts a
+registers and funds `accounts` sender accounts with the development key and sets up the
+workload (`bench_workloads`: deploys, funding; not measured), pre-signs N of the workload's
+calls, submits them in batches at a target rate or flat out, and counts a
 transaction only when its receipt is readable over REST (any status). Seeds derive from the
 genesis hash, so repeated runs reuse the same accounts.
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from taihang.cli.bench_workloads import Workload, get_workload
 from taihang.cli.network import Network, load_network
 from taihang.codec import decode
 from taihang.crypto import CryptoSuite, get_suite
@@ -92,7 +95,7 @@ def account_seeds(suite: CryptoSuite, genesis_hash: bytes, count: int) -> list[b
     ]
 
 
-def _send_chunked(admin: Account, calls: list[Call], progress: Progress, label: str) -> None:
+def _send_chunked(admin: Account, calls: list[Call], label: str, *, progress: Progress) -> None:
     """Send setup calls in chunks that fit the mempool's per-sender limits; wait for each."""
     task = progress.add_task(label, total=len(calls))
     for start in range(0, len(calls), SETUP_CHUNK):
@@ -121,10 +124,16 @@ def setup_accounts(
     new = [k for k, a in zip(keys, addresses, strict=True) if client.get_account(a).member is None]
     unfunded = [a for a in addresses if not client.query("asset", "balance", [a])]
     _send_chunked(
-        admin, [("members", "add", [k, ["member"]]) for k in new], progress, "registering accounts"
+        admin,
+        [("members", "add", [k, ["member"]]) for k in new],
+        "registering accounts",
+        progress=progress,
     )
     _send_chunked(
-        admin, [("asset", "issue", [a, FUNDING]) for a in unfunded], progress, "funding accounts"
+        admin,
+        [("asset", "issue", [a, FUNDING]) for a in unfunded],
+        "funding accounts",
+        progress=progress,
     )
     return addresses
 
@@ -136,6 +145,7 @@ def presign(
     addresses: list[str],
     txs: int,
     progress: Progress,
+    workload: Workload,
 ) -> list[tuple[bytes, bytes]]:
     """(tx id, envelope) pairs in submission order: nonce layer by layer across accounts."""
     suite = get_suite(network.crypto)
@@ -147,15 +157,17 @@ def presign(
     for i in range(txs):
         sender = i % count
         recipient = (sender + 1 + i // count) % count
+        contract, method, args = workload.call_for(i, sender, addresses[recipient])
         raw = build_signed_tx(
             seed=seeds[sender],
             suite_name=network.crypto,
             channel=network.channel,
             nonce=nonces[sender],
-            contract="asset",
-            method="transfer",
-            args=[addresses[recipient], 1],
+            contract=contract,
+            method=method,
+            args=args,
             expires_at_height=height + DEFAULT_EXPIRY_BLOCKS,
+            gas_limit=workload.gas_limit,
         )
         nonces[sender] += 1
         out.append((tx_id_of(raw, suite), raw))
@@ -257,8 +269,15 @@ async def _watch(
 
 
 def run_bench(
-    home: Path, *, txs: int, rate: float | None, accounts: int, batch: int
+    home: Path,
+    *,
+    txs: int,
+    rate: float | None,
+    accounts: int,
+    batch: int,
+    workload: str = "transfer",
 ) -> BenchResult:
+    chosen = get_workload(workload)
     network = load_network(home)
     suite = get_suite(network.crypto)
     with (
@@ -275,7 +294,10 @@ def run_bench(
         genesis_hash = bytes.fromhex(client.status().genesis_hash)
         seeds = account_seeds(suite, genesis_hash, accounts)
         addresses = setup_accounts(client, network, seeds, progress)
-        signed = presign(client, network, seeds, addresses, txs, progress)
+        if chosen.setup is not None:
+            admin = Account(client, KeySigner(load_key(network.keystore.path_for("admin"))))
+            chosen.setup(admin, addresses, partial(_send_chunked, progress=progress))
+        signed = presign(client, network, seeds, addresses, txs, progress, chosen)
         verify_per_s = measure_verify_rate(suite)
         result = asyncio.run(submit_and_watch(network.api, signed, batch, rate, progress))
         result.verify_per_s = verify_per_s

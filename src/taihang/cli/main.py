@@ -387,12 +387,16 @@ def bench(
     rate: Annotated[float | None, typer.Option(help="Offered tx/s (default: flat out).")] = None,
     accounts: int = 1000,
     batch: int = 500,
+    workload: Annotated[
+        str,
+        typer.Option(help="transfer (built-in), contract-transfer or storage-heavy (contracts)."),
+    ] = "transfer",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Measure committed TPS and submit-to-commit latency against the running network."""
     from taihang.cli.bench import run_bench
 
-    result = run_bench(home, txs=txs, rate=rate, accounts=accounts, batch=batch)
+    result = run_bench(home, txs=txs, rate=rate, accounts=accounts, batch=batch, workload=workload)
     if as_json:
         typer.echo(json.dumps(result.summary()))
     else:
