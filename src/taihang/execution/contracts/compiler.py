@@ -19,7 +19,7 @@ from typing import Final, Literal
 
 from taihang.execution.contracts.checker import validate_module
 from taihang.execution.contracts.errors import ContractCompileError
-from taihang.execution.contracts.rewriter import MeteringRewriter
+from taihang.execution.contracts.rewriter import MeteringRewriter, assert_metered
 
 SOURCE_BYTES_MAX: Final = 64 * 1024
 CACHE_ENTRIES_MAX: Final = 256
@@ -77,6 +77,7 @@ def _compile_uncached(source: str, source_hash: bytes) -> CompiledContract:
         validate_module(tree)
         functions = _collect_functions(tree)
         rewritten = ast.fix_missing_locations(MeteringRewriter().visit(tree))
+        assert_metered(rewritten)
         code = compile(rewritten, FILENAME, "exec", dont_inherit=True, optimize=0)
     except (RecursionError, MemoryError):
         raise ContractCompileError(1, "the contract is nested too deeply") from None

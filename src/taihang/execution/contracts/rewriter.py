@@ -124,6 +124,10 @@ class MeteringRewriter(ast.NodeTransformer):
     def visit_Compare(self, node: ast.Compare) -> ast.expr:
         op = node.ops[0]
         if isinstance(op, ast.Is | ast.IsNot):
+            # Identity with None/True/False is cheap and exact, but both sides are ordinary
+            # expressions: they must be metered and checked like any other.
+            node.left = self.visit(node.left)
+            node.comparators = [self.visit(c) for c in node.comparators]
             return node
         return call_helper(
             type(op).__name__, self.visit(node.left), self.visit(node.comparators[0])
@@ -155,7 +159,8 @@ class MeteringRewriter(ast.NodeTransformer):
                 args=[target, ast.Constant(value=func.attr), *args],
                 keywords=keywords,
             )
-        return ast.Call(func=func, args=args, keywords=keywords)
+        # The checker lets only names be called; visiting keeps that from being load-bearing.
+        return ast.Call(func=self.visit(func), args=args, keywords=keywords)
 
     def visit_List(self, node: ast.List) -> ast.expr:
         self.generic_visit(node)
@@ -175,3 +180,17 @@ class MeteringRewriter(ast.NodeTransformer):
         return call_helper(
             "dict", ast.List(elts=keys, ctx=ast.Load()), ast.List(elts=values, ctx=ast.Load())
         )
+
+
+# Nodes that must not survive the rewrite: each is an operation whose cost or reach depends on
+# its operands, and the rewrite routes every one of them through a helper.
+_UNMETERED: Final = (ast.Attribute, ast.BinOp, ast.Subscript, ast.AugAssign)
+
+
+def assert_metered(tree: ast.Module) -> None:
+    """Fail (a compiler bug, never a contract's fault) if an operation escaped the rewrite."""
+    for node in ast.walk(tree):
+        if isinstance(node, _UNMETERED):
+            raise AssertionError(f"unmetered {type(node).__name__} at line {node.lineno}")
+        if isinstance(node, ast.Compare) and not isinstance(node.ops[0], ast.Is | ast.IsNot):
+            raise AssertionError(f"unmetered comparison at line {node.lineno}")

@@ -81,3 +81,35 @@ def test_hash_collision_keys_are_refused_on_every_insertion_path(run: Runner) ->
         f"d = {{}}\nd.setdefault({key}, 1)",
     ]:
         assert run(_fn(body), "f").error == ("error", "InvalidValue"), body
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "message"),
+    [
+        # Regressions: the operands of `is` once skipped the rewrite, so these ran as raw
+        # Python (a 100 MB string for 20 gas, a negative gas charge, a write to any state key).
+        ("return ('x' * 100000000) is None", "limit", "string bytes"),
+        ("return ctx.rt.meter.charge(-10000000) is None", "error", "AttributeError"),
+        ("return ctx.host.storage_set('k', b'') is not None", "error", "AttributeError"),
+        ("return not (ctx.host is None)", "error", "AttributeError"),
+    ],
+)
+def test_identity_comparisons_meter_and_check_both_operands(
+    run: Runner, body: str, kind: str, message: str
+) -> None:
+    result = run(_fn(body), "f")
+    assert result.error == (kind, message)
+    assert result.gas_used >= 0
+
+
+def test_the_compiler_refuses_a_tree_with_an_unmetered_operation() -> None:
+    import ast
+
+    from taihang.execution.contracts.rewriter import MeteringRewriter, assert_metered
+
+    tree = ast.parse(_fn("return ('x' * 10) is None"))
+    rewritten = MeteringRewriter().visit(tree)
+    assert_metered(rewritten)  # the rewrite leaves nothing unmetered
+    rewritten.body[0].body[1].body[0].value.left = ast.parse("'x' * 10", mode="eval").body
+    with pytest.raises(AssertionError, match="unmetered BinOp"):
+        assert_metered(rewritten)
