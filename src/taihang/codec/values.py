@@ -78,8 +78,18 @@ def validate_value(value: Value) -> None:
     _prepare(value, 0)
 
 
+def _is_plain_scalar(value: Value) -> bool:
+    """True for a value msgpack encodes natively and canonically: no walk, no extension."""
+    kind = type(value)
+    if kind is str or kind is bytes or kind is bool or value is None:
+        return True
+    return kind is int and _INT64_MIN <= value <= _UINT64_MAX
+
+
 def encode_value(value: Value) -> bytes:
     """The canonical bytes of a dynamic value; raises `DecodeError` for disallowed values."""
+    if _is_plain_scalar(value):  # most stored values: the same bytes, without the walk
+        return _encoder.encode(value)
     return _encoder.encode(_prepare(value, 0))
 
 
@@ -97,6 +107,10 @@ def decode_value(data: bytes, *, max_bytes: int = ENCODED_BYTES_MAX) -> Value:
         raise DecodeError("value nested too deep") from None
     except TypeError as exc:  # an unhashable map key
         raise DecodeError(f"malformed value: {exc}") from None
+    if _is_plain_scalar(value):  # no float inside, and msgpack's own bytes are canonical
+        if _encoder.encode(value) != data:
+            raise DecodeError("value is not in canonical form")
+        return value
     if _contains_float(value, 0):
         raise DecodeError("floats are not allowed")
     if encode_value(value) != bytes(data):

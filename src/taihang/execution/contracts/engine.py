@@ -1,9 +1,10 @@
 """`call_contract`: run one method of a compiled contract under a gas limit.
 
-Each call gets fresh globals: the sandbox's builtins, the runtime helpers bound to a reset
-`Runtime`, and the module's own defs and constants (re-run from the cached code object, so
-nothing survives from one call to the next). `__builtins__` is an empty dict: a name that is
-not in the table is a NameError, never a lookup in CPython's builtins.
+Each call runs against a reset `Runtime` whose helpers and builtins are bound into a table,
+with the module's own defs and constants run once per runtime over that table (`_Slot`:
+contract code cannot change globals, so nothing passes from one call to the next).
+`__builtins__` is an empty dict: a name that is not in the table is a NameError, never a
+lookup in CPython's builtins.
 
 Errors become a `CallResult.error` of (kind, message):
 - `out_of_gas`: the meter ran out ("OutOfGas"); all of the gas limit is used;
@@ -17,6 +18,7 @@ other nodes might not write.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 from taihang.codec import Value
@@ -48,24 +50,68 @@ _HELPERS = (
 
 
 RUNTIMES_SPARE_MAX: Final = 8
-# Runtimes with their bound helper tables, kept for reuse: binding ~50 helpers costs more than
-# a small call. Contract code never sees a table (each call copies it into fresh globals),
-# and a runtime is reset before reuse, so nothing passes from one call to the next.
-_spare: list[tuple[Runtime, dict[str, Any]]] = []
+MODULES_PER_RUNTIME_MAX: Final = 64
+# Above any transaction's gas: a module body that spends it fails every call the same way.
+MODULE_GAS_MAX: Final = 10**12
 
 
-def _take_runtime(meter: Meter, *, depth: int, view: bool) -> tuple[Runtime, dict[str, Any]]:
+class _Slot:
+    """A runtime, its bound helper table, and contract modules already run against it.
+
+    Binding ~50 helpers costs more than a small call, and so does re-running a module body, so
+    both are kept for reuse. Sharing a module's globals between calls is safe because contract
+    code cannot change them: the checker refuses `global`, attribute and slice assignment, and
+    module state other than immutable literals, and names starting with `_` (so `globals()`,
+    `__dict__` and the helpers are out of reach). A runtime is reset before each reuse.
+    """
+
+    __slots__ = ("modules", "rt", "table")
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.table = build_globals(rt)
+        self.modules: dict[bytes, tuple[dict[str, Any], int]] = {}
+
+    def module(self, compiled: CompiledContract) -> dict[str, Any]:
+        """The contract's globals, its defs and constants over this runtime's table, with the
+        gas of running the module body charged to this call.
+
+        The body (constants may build tuples, which cost gas) runs once per runtime under a
+        meter of its own; every call is charged what it used, so a call costs the same
+        whether or not this runtime ran the body before. That is consensus: a restarted node
+        must charge what a long-running one does.
+        """
+        cached = self.modules.get(compiled.source_hash)
+        if cached is None:
+            if len(self.modules) >= MODULES_PER_RUNTIME_MAX:
+                self.modules.clear()
+            names = dict(self.table)
+            meter, self.rt.meter = self.rt.meter, Meter(MODULE_GAS_MAX)
+            try:
+                exec(compiled.code, names)
+                cached = (names, self.rt.meter.used)
+            finally:
+                self.rt.meter = meter
+            self.modules[compiled.source_hash] = cached
+        names, module_gas = cached
+        self.rt.meter.charge(module_gas)
+        return names
+
+
+_spare: list[_Slot] = []
+
+
+def _take_slot(meter: Meter, *, depth: int, view: bool) -> _Slot:
     if _spare:
-        rt, table = _spare.pop()
-        rt.reset(meter, depth=depth, view=view)
-        return rt, table
-    rt = Runtime(meter, depth=depth, view=view)
-    return rt, build_globals(rt)
+        slot = _spare.pop()
+        slot.rt.reset(meter, depth=depth, view=view)
+        return slot
+    return _Slot(Runtime(meter, depth=depth, view=view))
 
 
-def _give_back_runtime(rt: Runtime, table: dict[str, Any]) -> None:
+def _give_back_slot(slot: _Slot) -> None:
     if len(_spare) < RUNTIMES_SPARE_MAX:
-        _spare.append((rt, table))
+        _spare.append(slot)
 
 
 def build_globals(rt: Runtime) -> dict[str, Any]:
@@ -74,11 +120,10 @@ def build_globals(rt: Runtime) -> dict[str, Any]:
     names.update(build_builtins(rt))
     for name in _HELPERS:
         names[rewriter.PREFIX + name] = getattr(rt, name)
-    names[rewriter.PREFIX + "attr"] = lambda obj, name, /: get_attribute(rt, obj, name)
-    # Positional-only, so a contract's own keyword arguments (`obj=`, `name=`) pass through.
-    names[rewriter.PREFIX + "method"] = lambda obj, name, /, *a, **k: call_method(
-        rt, obj, name, *a, **k
-    )
+    names[rewriter.PREFIX + "attr"] = functools.partial(get_attribute, rt)
+    # `call_method` takes obj and name positionally only, so a contract's own keyword
+    # arguments (`obj=`, `name=`) pass through.
+    names[rewriter.PREFIX + "method"] = functools.partial(call_method, rt)
     return names
 
 
@@ -117,11 +162,11 @@ def call_contract(
     The caller owns rollback: on any error, the host's writes of this call must be dropped.
     """
     meter = Meter(gas_limit)
-    rt, table = _take_runtime(meter, depth=depth, view=view)
+    slot = _take_slot(meter, depth=depth, view=view)
     try:
-        return _run(compiled, method, args, host, rt, table, is_deploy=is_deploy)
+        return _run(compiled, method, args, host, slot, is_deploy=is_deploy)
     finally:
-        _give_back_runtime(rt, table)
+        _give_back_slot(slot)
 
 
 def _run(
@@ -129,18 +174,15 @@ def _run(
     method: str,
     args: list[Value],
     host: ContractHost,
-    rt: Runtime,
-    table: dict[str, Any],
+    slot: _Slot,
     *,
     is_deploy: bool,
 ) -> CallResult:
+    rt = slot.rt
     meter = rt.meter
     try:
         _select(compiled, method, len(args), view=rt.view, is_deploy=is_deploy)
-        names = dict(table)
-        names["__builtins__"] = {}
-        exec(compiled.code, names)
-        value = names[method](Context(rt, host), *args)
+        value = slot.module(compiled)[method](Context(rt, host), *args)
         meter.charge(rt.measure(value))
         encode_checked(value, gas.RETURN_BYTES_MAX, "return value")
     except OutOfGas:

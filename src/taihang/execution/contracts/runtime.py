@@ -10,6 +10,7 @@ through to CPython, which raises a `TypeError` that the caller normalises to its
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from typing import Any, Final
 
 from taihang.execution.contracts import gas
@@ -125,24 +126,37 @@ class Runtime:
             return value.bit_length() >> 6 if kind is int else 0
         if kind is str or kind is bytes:
             return gas.for_bytes(len(value))
+        if kind is not list and kind is not tuple and kind is not dict:
+            return 0
+        return self._measure_containers(value)
+
+    def _measure_containers(self, value: Value) -> int:
+        # Each container costs its length; each str or bytes inside costs its bytes; ints,
+        # bools and None inside cost nothing more. A dict's entries count as (key, value)
+        # pairs one level down: 1 for the entry and 2 for the pair.
         budget = self.meter.remaining
+        bytes_per_gas = gas.BYTES_PER_GAS
         cost = 0
         stack: list[tuple[Value, int]] = [(value, 0)]
         while stack:
             current, depth = stack.pop()
-            kind = type(current)
-            if kind is str or kind is bytes:
-                cost += gas.for_bytes(len(current))
-            elif kind is int:
-                cost += current.bit_length() >> 6
-            elif kind is list or kind is tuple or kind is dict:
-                if depth >= gas.NESTING_MAX:
+            if depth >= gas.NESTING_MAX:
+                raise LimitExceeded("nesting depth")
+            if type(current) is dict:
+                if current and depth + 1 >= gas.NESTING_MAX:
                     raise LimitExceeded("nesting depth")
-                items = list(current.items()) if kind is dict else current
-                cost += len(items)
-                for item in items:
-                    if type(item) is not int and type(item) is not bool and item is not None:
-                        stack.append((item, depth + 1))
+                cost += 3 * len(current)
+                items: Iterable[Value] = chain.from_iterable(current.items())
+                child = depth + 2
+            else:
+                cost += len(current)
+                items, child = current, depth + 1
+            for item in items:
+                kind = type(item)
+                if kind is str or kind is bytes:
+                    cost += (len(item) + bytes_per_gas - 1) // bytes_per_gas
+                elif kind is list or kind is tuple or kind is dict:
+                    stack.append((item, child))
             if cost > budget:
                 self.meter.charge(cost)
         return cost
