@@ -1,18 +1,24 @@
 """`taihang contract deploy|invoke|call`: Python contracts from scripts (docs/contracts.md).
 
+The developer tools (`new`, `test`, `list`, `show`, `upgrade`, `freeze`, `unfreeze`) live in
+`contract_tools` and share this module's helpers.
+
 `deploy` and `invoke` sign with the network's development key (or `--key NAME`), never
 prompt, wait for the receipt and print it as JSON: `status`, `gas_used`, `return_value`,
 `events` and `error` (`{"code", "message"}` or null). A transaction the node refuses at
 submission prints the same shape with status `rejected`. `call` prints a `@view`'s return
 value. Exit codes: 0 when the receipt is ok (or the view answered), 2 when the transaction or
 view failed, 1 when the command itself failed (bad arguments, no network, no node). Arguments
-are one JSON list, values as in DESIGN.md section 4 (bytes as `{"$bytes": "<hex>"}`).
+are one JSON list, values as in DESIGN.md section 4 (bytes as `{"$bytes": "<hex>"}`). `deploy`
+compiles the source here first, with the chain's compiler, and refuses one that does not
+compile (exit 1, nothing sent) with `file:line:col: reason`, the line and a caret.
 Heavy imports happen inside the commands, as in `main.py`, so `taihang --help` stays fast.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -20,10 +26,11 @@ import typer
 
 if TYPE_CHECKING:
     from taihang.cli.network import Network
-    from taihang.sdk.models import Receipt
+    from taihang.sdk.contracts import Contracts
+    from taihang.sdk.models import Receipt, TxStatus
 
 DEFAULT_HOME = Path(".taihang")
-DEPLOY_GAS_LIMIT = 5_000_000
+DEPLOY_GAS_LIMIT = 5_000_000  # as taihang.sdk.contracts (not imported here: --help stays fast)
 INVOKE_GAS_LIMIT = 1_000_000
 EXIT_FAILED_TX = 2
 EXIT_COMMAND = 1
@@ -40,10 +47,22 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (the only f
 
 def register(app: typer.Typer) -> None:
     """Add the `contract` group to the `taihang` app."""
-    contract_app = typer.Typer(help="Deploy, invoke and query Python contracts.")
+    from taihang.cli import contract_tools
+
+    contract_app = typer.Typer(
+        help="Write, test, deploy, invoke, query and manage Python contracts.",
+        no_args_is_help=True,
+    )
+    contract_app.command("new")(contract_tools.new)
+    contract_app.command("test")(contract_tools.run_tests)
     contract_app.command("deploy")(deploy)
     contract_app.command("invoke")(invoke)
     contract_app.command("call")(call)
+    contract_app.command("list")(contract_tools.list_contracts)
+    contract_app.command("show")(contract_tools.show)
+    contract_app.command("upgrade")(contract_tools.upgrade)
+    contract_app.command("freeze")(contract_tools.freeze)
+    contract_app.command("unfreeze")(contract_tools.unfreeze)
     app.add_typer(contract_app, name="contract")
 
 
@@ -58,11 +77,11 @@ def deploy(
     as_json: JsonOption = True,
 ) -> None:
     """Deploy FILE as contract NAME, running its `init` with --args."""
-    try:
-        source = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {file}: {exc}")
-    _send(home, key, "contracts", "deploy", [name, source, version, _parse(args)], gas_limit)
+    source = read_source(file)
+    values = _parse(args)
+    transact(
+        home, key, lambda c: c.deploy(name, source, values, version=version, gas_limit=gas_limit)
+    )
 
 
 def invoke(
@@ -75,7 +94,8 @@ def invoke(
     as_json: JsonOption = True,
 ) -> None:
     """Send a transaction calling METHOD of contract NAME and print its receipt."""
-    _send(home, key, name, method, _parse(args), gas_limit)
+    values = _parse(args)
+    transact(home, key, lambda c: c.invoke(name, method, values, gas_limit=gas_limit))
 
 
 def call(
@@ -91,16 +111,16 @@ def call(
     from taihang.sdk.client import Client
 
     values = _parse(args)
-    network = _load(home)
+    network = load(home)
     try:
         with Client(network.api) as client:
             result = client.query(name, method, values)
     except (ContractError, InvalidInput) as exc:
-        _echo({"error": {"code": exc.code, "message": exc.message}})
+        echo({"error": {"code": exc.code, "message": exc.message}})
         raise typer.Exit(EXIT_FAILED_TX) from None
     except TaihangError as exc:
-        _fail(exc.message)
-    _echo(value_to_json(result))
+        fail(exc.message)
+    echo(value_to_json(result))
 
 
 def _parse(text: str) -> list[Any]:
@@ -110,52 +130,67 @@ def _parse(text: str) -> list[Any]:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        _fail(f"--args is not JSON: {exc}")
+        fail(f"--args is not JSON: {exc}")
     if not isinstance(data, list):
-        _fail("--args must be a JSON list")
+        fail("--args must be a JSON list")
     try:
         values = value_from_json(data)
     except DecodeError as exc:
-        _fail(f"--args: {exc.message}")
+        fail(f"--args: {exc.message}")
     assert isinstance(values, list)
     return values
 
 
-def _load(home: Path) -> Network:
+def read_source(file: Path) -> str:
+    """The contract source in `file`, checked with the chain's compiler; exit 1 if not."""
+    from taihang.execution.contracts import ContractCompileError
+    from taihang.sdk.contracts import check_source, format_compile_error
+
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {exc}")
+    try:
+        check_source(source)
+    except ContractCompileError as exc:
+        fail(f"contract does not compile\n{format_compile_error(exc, source, str(file))}")
+    return source
+
+
+def load(home: Path) -> Network:
     from taihang.cli.network import load_network
     from taihang.errors import TaihangError
 
     try:
         return load_network(home)
     except TaihangError as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
-def _send(
-    home: Path, key: str | None, contract: str, method: str, args: list[Any], gas_limit: int
-) -> None:
+def transact(home: Path, key: str | None, action: Callable[[Contracts], TxStatus]) -> None:
+    """Run `action` with the signing `Contracts` of the network; print the receipt and exit."""
     from taihang.cli.network import DEV_KEY_NAME
     from taihang.cli.txs import load_signer
     from taihang.errors import ContractError, InvalidInput, TaihangError
     from taihang.sdk.account import Account
     from taihang.sdk.client import Client
+    from taihang.sdk.contracts import Contracts
 
-    network = _load(home)
+    network = load(home)
     try:
         signer = load_signer(network, key or DEV_KEY_NAME)
         with Client(network.api) as client:
-            account = Account(client, signer)
+            contracts = Contracts(client, Account(client, signer))
             try:
-                tx_id = account.submit(contract, method, args, gas_limit=gas_limit)
-            except (ContractError, InvalidInput) as exc:
-                _echo(_rejected(exc.code, exc.message))
+                committed = action(contracts)
+            except (ContractError, InvalidInput) as exc:  # refused at submission
+                echo(_rejected(exc.code, exc.message))
                 raise typer.Exit(EXIT_FAILED_TX) from None
-            committed = client.wait_for_receipt(tx_id)
     except TaihangError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     receipt = committed.receipt
     assert receipt is not None
-    _echo(receipt_json(receipt, tx_id=tx_id, height=committed.height))
+    echo(receipt_json(receipt, tx_id=committed.id, height=committed.height))
     if receipt.status != "ok":
         raise typer.Exit(EXIT_FAILED_TX)
 
@@ -193,10 +228,10 @@ def _rejected(code: str, message: str) -> dict[str, Any]:
     }
 
 
-def _echo(data: Any) -> None:
+def echo(data: Any) -> None:
     typer.echo(json.dumps(data, sort_keys=True))
 
 
-def _fail(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_COMMAND)

@@ -77,18 +77,25 @@ _ALLOWED: Final[frozenset[type[ast.AST]]] = frozenset(
 
 
 def reject(node: ast.AST | None, reason: str) -> ContractCompileError:
-    return ContractCompileError(getattr(node, "lineno", 1) if node is not None else 1, reason)
+    if node is None:
+        return ContractCompileError(1, reason)
+    return ContractCompileError(
+        getattr(node, "lineno", 1), reason, getattr(node, "col_offset", None)
+    )
 
 
 def validate_nesting(tree: ast.AST) -> None:
     """Refuse trees deeper than `NESTING_MAX`, without recursion."""
-    stack: list[tuple[ast.AST, int, int]] = [(tree, 0, 1)]
+    stack: list[tuple[ast.AST, int, int, int | None]] = [(tree, 0, 1, None)]
     while stack:
-        node, depth, line = stack.pop()
+        node, depth, line, column = stack.pop()
         line = getattr(node, "lineno", line)
+        column = getattr(node, "col_offset", column)
         if depth > NESTING_MAX:
-            raise ContractCompileError(line, f"code nested deeper than {NESTING_MAX} levels")
-        stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
+            raise ContractCompileError(
+                line, f"code nested deeper than {NESTING_MAX} levels", column
+            )
+        stack.extend((child, depth + 1, line, column) for child in ast.iter_child_nodes(node))
 
 
 def is_immutable_literal(node: ast.expr) -> bool:
@@ -162,20 +169,25 @@ class _Checker(ast.NodeVisitor):
 
     def __init__(self) -> None:
         self.function_depth = 0
-        self.line = 1  # of the innermost node with a position (operators have none)
+        # Position of the innermost node that has one (operators have none).
+        self.line = 1
+        self.column: int | None = None
 
     def visit(self, node: ast.AST) -> None:
-        line = self.line
+        line, column = self.line, self.column
         self.line = getattr(node, "lineno", line)
+        self.column = getattr(node, "col_offset", column)
         super().visit(node)
-        self.line = line
+        self.line, self.column = line, column
 
     def generic_visit(self, node: ast.AST) -> None:
         kind = type(node)
         if kind in _REJECTED:
-            raise ContractCompileError(self.line, _REJECTED[kind])
+            raise ContractCompileError(self.line, _REJECTED[kind], self.column)
         if kind not in _ALLOWED:
-            raise ContractCompileError(self.line, f"{kind.__name__} is not allowed in a contract")
+            raise ContractCompileError(
+                self.line, f"{kind.__name__} is not allowed in a contract", self.column
+            )
         super().generic_visit(node)
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:

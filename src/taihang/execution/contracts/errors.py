@@ -14,14 +14,19 @@ from taihang.errors import InvalidInput
 
 
 class ContractCompileError(InvalidInput):
-    """The source is not an acceptable contract; `line` and `reason` say where and why."""
+    """The source is not an acceptable contract; `line` and `reason` say where and why.
+
+    `column` is the 0-based offset in the line of the offending node (`ast`'s `col_offset`)
+    when the checker knows it, else None; tools use it to put a caret under the problem.
+    """
 
     code = "contract_rejected"
 
-    def __init__(self, line: int, reason: str) -> None:
+    def __init__(self, line: int, reason: str, column: int | None = None) -> None:
         super().__init__(f"line {line}: {reason}")
         self.line = line
         self.reason = reason
+        self.column = column
 
 
 class OutOfGas(BaseException):
