@@ -197,7 +197,8 @@ def format_compile_error(error: ContractCompileError, source: str, filename: str
     column = find_error_column(error, source)
     lines = source.splitlines()
     where = f"{filename}:{error.line}" + (f":{column + 1}" if column is not None else "")
-    out = [f"{where}: {error.reason}"]
+    detail = f" ({error.detail})" if error.detail else ""
+    out = [f"{where}: {error.reason}{detail}"]
     if 1 <= error.line <= len(lines):
         text = lines[error.line - 1].rstrip()
         out.append(f"    {text}")

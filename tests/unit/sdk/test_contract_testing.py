@@ -206,8 +206,11 @@ def test_format_compile_error_finds_syntax_error_columns() -> None:
     source = "@public\ndef f(ctx):\n\treturn (1 +\n"
     with pytest.raises(ContractCompileError) as raised:
         compile_contract(source)
-    assert raised.value.column is None  # the parser's; the formatter finds it
-    assert find_error_column(raised.value, source) is not None
+    assert raised.value.column is not None  # the parser's offset
+    assert raised.value.reason == "syntax error" and raised.value.detail  # CPython's words
+    assert find_error_column(raised.value, source) == raised.value.column
+    shown = format_compile_error(raised.value, source, "f.py")
+    assert shown.startswith(f"f.py:3:{raised.value.column + 1}: syntax error (")
     text = format_compile_error(ContractCompileError(2, "odd", 4), "a\n\tb = 1\n", "c.py")
     assert text.splitlines() == ["c.py:2:5: odd", "    \tb = 1", "    \t   ^"]
     assert format_compile_error(ContractCompileError(9, "far"), "a\n", "c.py") == "c.py:9: far"

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
+import tokenize
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import CodeType, MappingProxyType
 from typing import Final, Literal
 
+from taihang.execution.contracts import gas
 from taihang.execution.contracts.checker import validate_module
 from taihang.execution.contracts.errors import ContractCompileError
 from taihang.execution.contracts.rewriter import MeteringRewriter, assert_metered
@@ -97,15 +100,38 @@ def _validate_text(source: str) -> None:
 
 
 def _parse(source: str) -> ast.Module:
+    _check_decimal_literals(source)
     try:
         return ast.parse(source, filename=FILENAME, feature_version=(3, 11))
     except SyntaxError as exc:
-        reason = exc.msg if isinstance(exc.msg, str) else "invalid syntax"
-        raise ContractCompileError(exc.lineno or 1, f"syntax error: {reason}") from None
+        detail = exc.msg if isinstance(exc.msg, str) else ""
+        column = exc.offset - 1 if exc.offset else None
+        raise ContractCompileError(exc.lineno or 1, "syntax error", column, detail=detail) from None
     except (RecursionError, MemoryError):
         raise ContractCompileError(1, "the contract is nested too deeply") from None
     except ValueError:
         raise ContractCompileError(1, "the contract source cannot be parsed") from None
+
+
+def _check_decimal_literals(source: str) -> None:
+    """Refuse long decimal literals before the parser converts them.
+
+    CPython's parser refuses decimal literals longer than the process's `int_max_str_digits`
+    (a per-process setting: `PYTHONINTMAXSTRDIGITS`, `-X int_max_str_digits`), so without
+    this check the same source could get different rejections on different nodes.
+    """
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            text = token.string.replace("_", "").lower()
+            if token.type != tokenize.NUMBER or text.startswith(("0x", "0o", "0b")):
+                continue  # powers of two are not limited; the 512-bit check follows
+            if any(mark in text for mark in ".ej"):
+                continue  # a float or imaginary literal: the checker refuses it
+            if len(text) > gas.INT_PARSE_CHARS_MAX:
+                line, column = token.start
+                raise ContractCompileError(line, "integer literal wider than 512 bits", column)
+    except (tokenize.TokenError, SyntaxError):
+        return  # the parser reports the source's real problem
 
 
 def _collect_functions(tree: ast.Module) -> dict[str, FunctionInfo]:

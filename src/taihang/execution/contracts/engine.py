@@ -43,7 +43,7 @@ from taihang.execution.contracts.wrappers import build_builtins, call_method, ge
 
 _HELPERS = (
     "enter", "leave", "tick", "each", "item", "getitem", "slice", "setitem", "augitem",
-    "delitem", "built", "dict", "key",
+    "delitem", "built", "dict", "key", "comp",
     "Add", "Sub", "Mult", "FloorDiv", "Mod", "Pow", "LShift", "RShift", "BitAnd", "BitOr",
     "BitXor", "Eq", "NotEq", "Lt", "LtE", "Gt", "GtE", "In", "NotIn",
 )  # fmt: skip
@@ -182,6 +182,8 @@ def _run(
     meter = rt.meter
     try:
         _select(compiled, method, len(args), view=rt.view, is_deploy=is_deploy)
+        if not rt.view and compiled.functions[method].kind == "view":
+            rt.view = True  # a @view called by a transaction is still read-only
         value = slot.module(compiled)[method](Context(rt, host), *args)
         meter.charge(rt.measure(value))
         encode_checked(value, gas.RETURN_BYTES_MAX, "return value")

@@ -22,11 +22,16 @@ class ContractCompileError(InvalidInput):
 
     code = "contract_rejected"
 
-    def __init__(self, line: int, reason: str, column: int | None = None) -> None:
+    def __init__(
+        self, line: int, reason: str, column: int | None = None, *, detail: str = ""
+    ) -> None:
         super().__init__(f"line {line}: {reason}")
         self.line = line
         self.reason = reason
         self.column = column
+        # Local tools may show `detail` (CPython's own parser message); receipts never carry
+        # it, because its wording may change between CPython releases.
+        self.detail = detail
 
 
 class OutOfGas(BaseException):

@@ -42,6 +42,11 @@ OP: Final = 1  # any operator routed through a helper
 BUILTIN: Final = 2  # any builtin or allowed method call
 BYTES_PER_GAS: Final = 8  # allocation and C-level scans of str/bytes
 SORT_COMPARE: Final = 1  # each of the n*log2(n) comparisons of sorted()
+# Allocations whose size the length alone does not show (CPython object sizes, 64-bit).
+CONTAINER: Final = 8  # a new list or tuple object (~64 bytes before its slots)
+DICT: Final = 30  # a new dict with its first table (~230 bytes)
+DICT_ENTRY: Final = 4  # each entry a dict display, comprehension or store adds (~32 bytes)
+BOUND_METHOD: Final = 32  # a value's method taken without calling it (`d.get`, ~250 bytes)
 # Host objects.
 STORAGE_READ: Final = executor_gas.READ
 STORAGE_WRITE: Final = executor_gas.WRITE

@@ -9,7 +9,8 @@ them. The rewrite, with `H` for a helper:
 - `for x in it`      -> `for x in _t_each(it)` (gas `LOOP` per item drawn);
 - `while c:`         -> `_t_tick()` first in the body (gas `LOOP` per iteration);
 - comprehension      -> each `for` draws from `_t_item(it)` (gas `ITEM` per item), dict
-                        comprehension keys go through `_t_key`;
+                        comprehension keys go through `_t_key`, and the result through
+                        `_t_comp` (the new object's gas and the sequence limit);
 - `a OP b`           -> `_t_<Op>(a, b)`: sizes checked and gas charged before C code runs;
 - `a CMP b`          -> `_t_<Cmp>(a, b)` (except `is`, which only meets None/True/False);
 - `a[i]`, `a[i:j]`   -> `_t_getitem(a, i)`, `_t_slice(a, i, j, k)`;
@@ -113,10 +114,14 @@ class MeteringRewriter(ast.NodeTransformer):
         node.iter = call_helper("item", node.iter)
         return node
 
-    def visit_DictComp(self, node: ast.DictComp) -> ast.DictComp:
+    def visit_DictComp(self, node: ast.DictComp) -> ast.Call:
         self.generic_visit(node)
         node.key = call_helper("key", node.key)
-        return node
+        return call_helper("comp", node)
+
+    def visit_ListComp(self, node: ast.ListComp) -> ast.Call:
+        self.generic_visit(node)
+        return call_helper("comp", node)
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.Call:
         return call_helper(type(node.op).__name__, self.visit(node.left), self.visit(node.right))

@@ -288,6 +288,8 @@ class Runtime:
     def In(self, a: Value, b: Value) -> bool:  # noqa: N802
         if type(b) is dict:
             self.meter.charge(gas.OP + self.measure(check_key(a)))
+        elif type(b) is range and type(a) is not int and type(a) is not bool:
+            self.meter.charge(gas.OP + len(b))  # not an int: CPython compares every element
         else:
             self.meter.charge(gas.OP + self.measure(a) + self.measure(b))
         return a in b
@@ -320,7 +322,7 @@ class Runtime:
             key = check_key(index)
             if len(container) >= gas.SEQUENCE_ITEMS_MAX and key not in container:
                 raise LimitExceeded("sequence items")
-            self.meter.charge(gas.OP + 1 + self.measure(key))
+            self.meter.charge(gas.OP + gas.DICT_ENTRY + self.measure(key))
         elif type(container) is list:
             self.meter.charge(gas.OP)
         else:
@@ -345,17 +347,27 @@ class Runtime:
 
     def built(self, count: int, value: Value) -> Value:
         """A list or tuple display: its size is bounded by the source, priced after."""
-        self.meter.charge(gas.OP + count)
+        self.meter.charge(gas.OP + gas.CONTAINER + count)
         return value
 
     def dict(self, keys: list[Value], values: list[Value]) -> dict[Value, Value]:
-        self.meter.charge(gas.OP + 2 * len(keys))
+        self.meter.charge(gas.OP + gas.DICT + gas.DICT_ENTRY * len(keys))
         for key in keys:
             check_key(key)
         return dict(zip(keys, values, strict=True))
 
     def key(self, key: Value) -> Value:
         return check_key(key)
+
+    def comp(self, value: Value) -> Value:
+        """A comprehension's result: items were charged as drawn; the object and the limit
+        are checked here (nested `for`s can yield more items than any one input holds)."""
+        if type(value) is dict:
+            self.meter.charge(gas.DICT + gas.DICT_ENTRY * len(value))
+        else:
+            self.meter.charge(gas.CONTAINER + len(value))
+        check_items(len(value))
+        return value
 
 
 def _int(value: Value) -> int:

@@ -166,13 +166,15 @@ def _all(rt: Runtime, values: Value) -> bool:
 
 def _zip(rt: Runtime, *iterables: Value) -> list[tuple[Value, ...]]:
     count = min((len(_sized(rt, it)) for it in iterables), default=0)
-    rt.meter.charge(count * (len(iterables) + 1))
+    check_items(count)  # a str or bytes yields one item per character
+    rt.meter.charge(count * (len(iterables) + 1 + gas.CONTAINER))
     return list(zip(*iterables, strict=False))
 
 
 def _enumerate(rt: Runtime, values: Value, start: int = 0) -> list[tuple[int, Value]]:
     items = _sized(rt, values)
-    rt.meter.charge(3 * len(items))
+    check_items(len(items))
+    rt.meter.charge((3 + gas.CONTAINER) * len(items))
     return list(enumerate(items, _to_int(rt, start)))
 
 
@@ -396,6 +398,8 @@ def _str_replace(rt: Runtime, s: str, old: Value, new: Value, count: int = -1) -
 
 def _str_strip(rt: Runtime, s: str, chars: Value = None) -> str:
     _text_scan(rt, s, chars)
+    if type(chars) is str:  # each character stripped is looked up in all of `chars`
+        rt.meter.charge(gas.for_bytes(len(s) * len(chars)))
     return s.strip(chars)
 
 
@@ -461,6 +465,7 @@ def get_attribute(rt: Runtime, obj: Value, name: str) -> Value:
     method = METHODS.get(type(obj), {}).get(name)
     if method is None:
         raise AttributeError
+    rt.meter.charge(gas.BOUND_METHOD)  # a new object that a loop could keep by the thousand
     return functools.partial(method, rt, obj)
 
 
