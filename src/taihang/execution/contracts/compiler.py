@@ -25,7 +25,10 @@ from taihang.execution.contracts.errors import ContractCompileError
 from taihang.execution.contracts.rewriter import MeteringRewriter, assert_metered
 
 SOURCE_BYTES_MAX: Final = 64 * 1024
-CACHE_ENTRIES_MAX: Final = 256
+# A miss recompiles without charging gas (gas cannot depend on a node's cache), so the cache
+# holds every contract a busy network calls: at most 64 MiB of source, ~1,000 of the largest.
+CACHE_ENTRIES_MAX: Final = 16_384
+CACHE_SOURCE_BYTES_MAX: Final = 64 * 1024 * 1024
 FILENAME: Final = "<contract>"
 
 FunctionKind = Literal["public", "view", "internal"]
@@ -46,6 +49,7 @@ class CompiledContract:
     source_hash: bytes  # sha256 of the source bytes
     code: CodeType
     functions: Mapping[str, FunctionInfo]
+    source_bytes: int = 0  # the source's size, for the cache's bound
 
     def find_entry(self, method: str) -> FunctionInfo | None:
         """The `@public` or `@view` function named `method`, or None."""
@@ -54,6 +58,7 @@ class CompiledContract:
 
 
 _cache: dict[bytes, CompiledContract] = {}
+_cached_bytes = 0  # the sources' total size: what bounds the cache's memory
 
 
 def compute_source_hash(source: str) -> bytes:
@@ -67,9 +72,14 @@ def compile_contract(source: str) -> CompiledContract:
     if cached is not None:
         return cached
     compiled = _compile_uncached(source, source_hash)
-    if len(_cache) >= CACHE_ENTRIES_MAX:
-        del _cache[next(iter(_cache))]  # the oldest entry: insertion order
+    global _cached_bytes
+    while _cache and (
+        len(_cache) >= CACHE_ENTRIES_MAX or _cached_bytes + len(source) > CACHE_SOURCE_BYTES_MAX
+    ):
+        oldest = next(iter(_cache))  # insertion order
+        _cached_bytes -= _cache.pop(oldest).source_bytes
     _cache[source_hash] = compiled
+    _cached_bytes += compiled.source_bytes
     return compiled
 
 
@@ -85,7 +95,10 @@ def _compile_uncached(source: str, source_hash: bytes) -> CompiledContract:
     except (RecursionError, MemoryError):
         raise ContractCompileError(1, "the contract is nested too deeply") from None
     return CompiledContract(
-        source_hash=source_hash, code=code, functions=MappingProxyType(functions)
+        source_hash=source_hash,
+        code=code,
+        functions=MappingProxyType(functions),
+        source_bytes=len(source),
     )
 
 

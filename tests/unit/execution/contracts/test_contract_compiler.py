@@ -159,3 +159,20 @@ def run(ctx, n: int) -> int:
     compiled = compile_contract(source)
     assert compiled.functions["helper"].kind == "internal"
     assert compiled.find_entry("helper") is None
+
+
+def test_compile_cache_is_bounded_by_source_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taihang.execution.contracts import compiler
+
+    monkeypatch.setattr(compiler, "_cache", {})
+    monkeypatch.setattr(compiler, "_cached_bytes", 0)
+    monkeypatch.setattr(compiler, "CACHE_SOURCE_BYTES_MAX", 1_000)
+    sources = [f"@public\ndef f(ctx):\n    return {i}\n" + "#" * 300 + "\n" for i in range(6)]
+    for source in sources:
+        compile_contract(source)
+        assert compiler._cached_bytes <= 1_000
+        assert compiler._cached_bytes == sum(c.source_bytes for c in compiler._cache.values())
+    kept = set(compiler._cache)
+    assert compiler.compute_source_hash(sources[-1]) in kept  # the newest stays
+    assert compiler.compute_source_hash(sources[0]) not in kept  # the oldest went first
+    assert compile_contract(sources[0]).source_bytes == len(sources[0])  # recompiled on a miss
