@@ -49,4 +49,6 @@ def test_readme_tour_runs_verbatim(tmp_path: Path) -> None:
             "taihang down", shell=True, cwd=tmp_path, env=env, timeout=60, capture_output=True
         )
     assert outputs["taihang query asset balance alice"].strip() == "10"
+    assert outputs["taihang contract call counter count"].strip() == "5"
+    assert "4 passed" in outputs["taihang contract test counter.py"]
     assert "state root matches" in outputs["taihang ledger verify"]
