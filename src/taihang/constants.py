@@ -26,6 +26,11 @@ TX_BYTES_MAX: Final = 64 * 1024
 TX_ARGS_BYTES_MAX: Final = 48 * 1024
 NAME_CHARS_MAX: Final = 64  # contract and method names, channel ids
 GAS_LIMIT_MAX: Final = 10_000_000
+# Block gas: a proposer fills a block until its transactions' gas limits add up to this, and
+# execution rejects a transaction that could take the block's gas used past it. It bounds a
+# block's execution (about 0.1 us per gas: ~100 s for a block of the worst contracts) and
+# holds 1,000 transactions at the default limit of 1,000,000, more with tighter limits.
+BLOCK_GAS_LIMIT: Final = 1_000_000_000
 TX_EXPIRY_HEIGHTS_MAX: Final = 100_000  # a tx may not be valid further ahead than this
 
 # Execution results.

@@ -18,7 +18,6 @@ from typing import Any
 
 from taihang.errors import TaihangError
 from taihang.sdk.account import Account, Call
-from taihang.sdk.tx import DEFAULT_GAS_LIMIT
 
 BENCH_TOKEN = "bench_token"
 BENCH_STORE = "bench_store"
@@ -75,7 +74,7 @@ SendCalls = Callable[[Account, list[Call], str], None]  # (sender, calls, progre
 class Workload:
     name: str
     call_for: CallFor
-    gas_limit: int = DEFAULT_GAS_LIMIT
+    gas_limit: int  # a few times what a call uses: blocks hold BLOCK_GAS_LIMIT / gas_limit calls
     setup: Setup | None = None
 
 
@@ -99,16 +98,21 @@ def _setup_store(admin: Account, addresses: list[str], send: SendCalls) -> None:
 
 
 WORKLOADS: dict[str, Workload] = {
-    "transfer": Workload("transfer", lambda i, sender, to: ("asset", "transfer", [to, 1])),
+    "transfer": Workload(
+        "transfer",
+        lambda i, sender, to: ("asset", "transfer", [to, 1]),
+        gas_limit=20_000,  # uses about 3,000
+    ),
     "contract-transfer": Workload(
         "contract-transfer",
         lambda i, sender, to: (BENCH_TOKEN, "transfer", [to, 1]),
+        gas_limit=20_000,  # uses about 4,300
         setup=_setup_token,
     ),
     "storage-heavy": Workload(
         "storage-heavy",
         lambda i, sender, to: (BENCH_STORE, "churn", [i % 100]),
-        gas_limit=2_000_000,
+        gas_limit=100_000,  # uses about 21,000
         setup=_setup_store,
     ),
 }

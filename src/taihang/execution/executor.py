@@ -3,12 +3,13 @@
 Theory of operation: `Executor.execute_block` is a pure function of (state, block context,
 transactions). For each transaction in block order it first applies the ledger rules that
 the proposer could not guarantee (the sender is a member, the nonce is the next one, the
-transaction has not expired); a transaction failing them gets a `rejected` receipt and
-changes nothing. Otherwise its nonce is consumed, whatever happens next, and the call runs
-inside a checkpoint, whether the contract is a built-in or a deployed Python contract (run
-through `lifecycle`): a `ContractError` rolls back the call's writes and yields a `reverted`
-or `out_of_gas` receipt with a normalised message. The result is the write set of the whole
-block (for the state tree) and one receipt per transaction.
+transaction has not expired, and its gas limit cannot take the block's gas used past
+`BLOCK_GAS_LIMIT`, which honest proposers never do); a transaction failing them gets a
+`rejected` receipt and changes nothing. Otherwise its nonce is consumed, whatever happens
+next, and the call runs inside a checkpoint, whether the contract is a built-in or a deployed
+Python contract (run through `lifecycle`): a `ContractError` rolls back the call's writes and
+yields a `reverted` or `out_of_gas` receipt with a normalised message. The result is the
+write set of the whole block (for the state tree) and one receipt per transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from taihang.codec import Value
+from taihang.constants import BLOCK_GAS_LIMIT
 from taihang.crypto import CryptoSuite
 from taihang.errors import ContractError, InvalidInput, OutOfGas
 from taihang.execution import gas
@@ -100,8 +102,15 @@ class Executor:
         """`on_tx_done(count)` is called after each transaction (a worker's progress report)."""
         overlay = Overlay(state)
         receipts: list[Receipt] = []
+        block_gas = 0  # gas used so far: a transaction may not take it past BLOCK_GAS_LIMIT
         for tx in txs:
-            receipts.append(self._execute_tx(overlay, block, tx))
+            if block_gas + tx.body.gas_limit > BLOCK_GAS_LIMIT:
+                message = f"block gas limit: the block has {BLOCK_GAS_LIMIT - block_gas} gas left"
+                receipt = build_receipt(tx.id, "rejected", 0, error_message=message)
+            else:
+                receipt = self._execute_tx(overlay, block, tx)
+                block_gas += receipt.gas_used
+            receipts.append(receipt)
             if on_tx_done is not None:
                 on_tx_done(len(receipts))
         nonces: dict[str, int] = {}

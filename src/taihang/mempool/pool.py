@@ -73,6 +73,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from taihang.constants import BLOCK_GAS_LIMIT
 from taihang.errors import ConfigurationError, MempoolRejection
 from taihang.ledger.transaction import Transaction
 from taihang.types import TxId
@@ -312,17 +313,20 @@ class Mempool:
         bytes_max: int,
         next_height: int,
         exclude: Container[bytes] = (),
+        gas_max: int = BLOCK_GAS_LIMIT,
     ) -> list[Transaction]:
         """Remove and return the transactions for the next block, fairly across senders.
 
         `exclude` holds ids already in the uncommitted blocks the new block extends (other
         proposers' blocks, with several validators): such a head is consumed as if taken,
         without going into this block, so no block repeats a transaction of its ancestors.
+        The block's transactions declare at most `gas_max` gas in all (their gas limits).
         """
-        if txs_max < 0 or bytes_max < 0:
-            raise ValueError(f"take caps must not be negative: {txs_max}, {bytes_max}")
+        if txs_max < 0 or bytes_max < 0 or gas_max < 0:
+            raise ValueError(f"take caps must not be negative: {txs_max}, {bytes_max}, {gas_max}")
         taken: list[Transaction] = []
         bytes_left = bytes_max
+        gas_left = gas_max
         # Local aliases for the hot loop; nothing below replaces `self._ready` (only
         # `_dequeue` compacts it, and this loop never calls it).
         ready = self._ready
@@ -347,13 +351,14 @@ class Mempool:
                     record.ticket = 0
                 continue
             size = tx.size
-            if size > bytes_left:
+            if size > bytes_left or tx.body.gas_limit > gas_left:
                 ready.appendleft(entry)  # not served: it keeps its turn for the next block
                 break
             del record.txs[record.base]
             del by_id[tx.id]
             record.base += 1
             bytes_left -= size
+            gas_left -= tx.body.gas_limit
             taken.append(tx)
             if record.base in record.txs:
                 ready.append(entry)

@@ -18,6 +18,7 @@ from taihang.codec import Value, decode_value, encode, encode_value
 from taihang.crypto import get_suite
 from taihang.errors import ContractReverted
 from taihang.execution import BlockContext, Executor, build_genesis_writes, execute_query
+from taihang.execution import executor as executor_module
 from taihang.execution import gas as gas_prices
 from taihang.execution.context import CallContext, ViewContext
 from taihang.execution.executor import (
@@ -573,3 +574,26 @@ def test_transfers_conserve_the_total_supply(
     assert sum(balances) == SUPPLY == state.value("asset", "supply")
     for who in ACCOUNTS:
         assert get_account_nonce(state, addr(who)) == nonces[who]
+
+
+def test_a_block_rejects_transactions_that_could_pass_the_block_gas_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Built-in calls use a few thousand gas; the rule counts gas used so far plus the next
+    # transaction's limit, so a limit large enough to cross it is refused before it runs.
+    monkeypatch.setattr(executor_module, "BLOCK_GAS_LIMIT", 1_000_000)
+    txs = [
+        make_tx(ALICE, 0, "kv", "put", ("a", 1), gas_limit=600_000),
+        make_tx(BOB, 0, "kv", "put", ("b", 1), gas_limit=999_000),  # used + 999k: over
+        make_tx(ISSUER, 0, "kv", "put", ("c", 1), gas_limit=100_000),  # still fits
+    ]
+    state = fresh_state()
+    result = run(txs, state)
+    first, refused, third = result.receipts
+    assert first.status == "ok" and third.status == "ok"
+    assert refused.status == "rejected" and refused.gas_used == 0
+    assert refused.error_message.startswith("block gas limit: the block has ")
+    left = 1_000_000 - first.gas_used
+    assert refused.error_message == f"block gas limit: the block has {left} gas left"
+    assert result.nonces[addr(BOB)] == 0  # the refused transaction's nonce is not consumed
+    assert state_key("kv", f"{addr(BOB)}/b") not in result.writes

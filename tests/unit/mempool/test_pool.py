@@ -268,6 +268,15 @@ def test_take_stops_at_the_first_tx_that_does_not_fit() -> None:
     assert pool.take(10, big.size + other.size, 1) == [big, other]
 
 
+def test_take_stops_when_the_gas_limits_would_pass_the_block_gas_cap() -> None:
+    pool = Mempool(ROOMY)
+    txs = [make_tx(s, 0) for s in range(1, 6)]  # gas_limit 1,000 each
+    add_all(pool, txs)
+    assert pool.take(10, 100_000, 1, gas_max=2_500) == txs[:2]
+    assert pool.take(10, 100_000, 1, gas_max=0) == []
+    assert pool.take(10, 100_000, 1) == txs[2:]  # the default cap is the protocol's
+
+
 def test_take_bytes_cap_holds_exactly() -> None:
     pool = Mempool(ROOMY)
     txs = [make_tx(1, n) for n in range(4)]
