@@ -42,6 +42,8 @@ OP: Final = 1  # any operator routed through a helper
 BUILTIN: Final = 2  # any builtin or allowed method call
 BYTES_PER_GAS: Final = 8  # allocation and C-level scans of str/bytes
 SORT_COMPARE: Final = 1  # each of the n*log2(n) comparisons of sorted()
+NODES_PER_GAS: Final = 4  # unpriced syntax (names, constants, unary ops, and/or, if) per gas
+CODEC_ITEM: Final = 8  # each item of a value encoded or decoded at the host boundary
 # Allocations whose size the length alone does not show (CPython object sizes, 64-bit).
 CONTAINER: Final = 8  # a new list or tuple object (~64 bytes before its slots)
 DICT: Final = 30  # a new dict with its first table (~230 bytes)
@@ -70,6 +72,11 @@ STORAGE_SCAN_LIMIT_MAX: Final = 1_000
 EVENT_BYTES_MAX: Final = EVENT_DATA_BYTES_MAX
 RETURN_BYTES_MAX: Final = RETURN_VALUE_BYTES_MAX
 GAS_LIMIT_DEFAULT: Final = 1_000_000
+
+
+def for_nodes(count: int) -> int:
+    """The gas for running `count` unpriced AST nodes once (rounded up)."""
+    return (count + NODES_PER_GAS - 1) // NODES_PER_GAS
 
 
 def for_bytes(size: int) -> int:

@@ -141,7 +141,9 @@ class Storage(HostObject):
         if raw is None:
             return default
         self.rt.meter.charge(gas.for_bytes(len(raw)))
-        return decode_value(raw)
+        value = decode_value(raw)  # bounded by the value size limit; its walks priced next
+        self.rt.meter.charge(gas.CODEC_ITEM * self.rt.measure(value))
+        return value
 
     def has(self, key: Value) -> bool:
         return self.host.storage_get(self._key(key)) is not None
@@ -171,7 +173,9 @@ class Storage(HostObject):
         # Entries examined beyond the limit were hidden by this block's deletes: still work.
         self.rt.meter.charge(max(0, examined - limit) * gas.STORAGE_SCAN_ITEM)
         self.rt.meter.charge(gas.for_bytes(sum(len(k.encode()) + len(raw) for k, raw in entries)))
-        return [(k, decode_value(raw)) for k, raw in entries]
+        found = [(k, decode_value(raw)) for k, raw in entries]
+        self.rt.meter.charge(gas.CODEC_ITEM * self.rt.measure(found))
+        return found
 
 
 class Crypto(HostObject):
@@ -222,7 +226,7 @@ class Context(HostObject):
         if self.rt.view:
             raise ReadOnlyError
         checked = _check_name(name, "event name")
-        self.rt.meter.charge(gas.EVENT + self.rt.measure(data))
+        self.rt.meter.charge(gas.EVENT + gas.CODEC_ITEM * self.rt.measure(data))
         raw = encode_checked(data, gas.EVENT_BYTES_MAX, "event data")
         self.rt.meter.charge(gas.for_bytes(len(raw)))
         event = Event(contract=self.host.contract, name=checked, data=msgspec.Raw(raw))
@@ -233,7 +237,7 @@ class Context(HostObject):
         name = _check_name(method, "method name")
         if type(args) not in (list, tuple):
             raise TypeError
-        self.rt.meter.charge(gas.CROSS_CALL + self.rt.measure(args))
+        self.rt.meter.charge(gas.CROSS_CALL + gas.CODEC_ITEM * self.rt.measure(args))
         copied = decode_value(encode_checked(list(args), gas.RETURN_BYTES_MAX, "call arguments"))
         meter = self.rt.meter
         result = self.host.call(target, name, copied, meter.remaining, self.rt.depth, self.rt.view)
@@ -241,6 +245,7 @@ class Context(HostObject):
         if result.error is not None:
             raise_callee_error(*result.error)
         self.rt.events.extend(result.events)
+        meter.charge(gas.CODEC_ITEM * self.rt.measure(result.return_value))
         return decode_value(encode_checked(result.return_value, gas.RETURN_BYTES_MAX, "return"))
 
 

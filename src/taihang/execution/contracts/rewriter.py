@@ -23,9 +23,50 @@ them. The rewrite, with `H` for a helper:
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from typing import Final
 
+from taihang.execution.contracts import gas
+
 PREFIX: Final = "_t_"
+
+
+def static_cost(nodes: Iterable[ast.AST]) -> int:
+    """Gas for the unpriced syntax that one pass over `nodes` may run (`gas.for_nodes`).
+
+    Counts every expression and statement node, both branches of an `if` included, except
+    what runs per iteration of a nested loop or per item of a comprehension: those are
+    charged at each iteration and item. Call on the source tree, before the rewrite.
+    """
+    count = 0
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.expr | ast.stmt):
+            count += 1
+        if isinstance(node, ast.For):
+            stack.extend([node.iter, *node.orelse])
+        elif isinstance(node, ast.While):
+            stack.extend([node.test, *node.orelse])
+        elif isinstance(node, ast.ListComp | ast.DictComp):
+            stack.append(node.generators[0].iter)
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+    return gas.for_nodes(count)
+
+
+def _item_costs(generators: list[ast.comprehension], results: list[ast.expr]) -> list[int]:
+    """Per-item gas of each `for` of a comprehension: its target and ifs, and for the
+    innermost one the element (and key) built per item."""
+    costs = []
+    for index, generator in enumerate(generators):
+        nodes: list[ast.AST] = [generator.target, *generator.ifs]
+        if index > 0:
+            nodes.append(generator.iter)
+        if index == len(generators) - 1:
+            nodes.extend(results)
+        costs.append(gas.ITEM + static_cost(nodes))
+    return costs
 
 
 def helper(name: str) -> ast.Name:
@@ -44,6 +85,7 @@ class MeteringRewriter(ast.NodeTransformer):
     """Rewrites a checked module in place; see the module docstring for the mapping."""
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        cost = gas.CALL + static_cost(node.body)
         node.returns = None
         node.decorator_list = []  # @public/@view are recorded by the compiler, not run
         for arg in [*node.args.posonlyargs, *node.args.args]:
@@ -58,7 +100,7 @@ class MeteringRewriter(ast.NodeTransformer):
             orelse=[],
             finalbody=[_statement(call_helper("leave"))],
         )
-        node.body = [_statement(call_helper("enter")), guarded]
+        node.body = [_statement(call_helper("enter", ast.Constant(value=cost))), guarded]
         return node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.Assign:
@@ -100,27 +142,32 @@ class MeteringRewriter(ast.NodeTransformer):
         return statements
 
     def visit_For(self, node: ast.For) -> ast.For:
+        cost = gas.LOOP + static_cost([node.target, *node.body])
         self.generic_visit(node)
-        node.iter = call_helper("each", node.iter)
+        node.iter = call_helper("each", node.iter, ast.Constant(value=cost))
         return node
 
     def visit_While(self, node: ast.While) -> ast.While:
+        cost = gas.LOOP + static_cost([node.test, *node.body])
         self.generic_visit(node)
-        node.body.insert(0, _statement(call_helper("tick")))
+        node.body.insert(0, _statement(call_helper("tick", ast.Constant(value=cost))))
         return node
 
-    def visit_comprehension(self, node: ast.comprehension) -> ast.comprehension:
-        self.generic_visit(node)
-        node.iter = call_helper("item", node.iter)
-        return node
+    def _meter_items(self, generators: list[ast.comprehension], costs: list[int]) -> None:
+        for generator, cost in zip(generators, costs, strict=True):
+            generator.iter = call_helper("item", generator.iter, ast.Constant(value=cost))
 
     def visit_DictComp(self, node: ast.DictComp) -> ast.Call:
+        costs = _item_costs(node.generators, [node.key, node.value])
         self.generic_visit(node)
+        self._meter_items(node.generators, costs)
         node.key = call_helper("key", node.key)
         return call_helper("comp", node)
 
     def visit_ListComp(self, node: ast.ListComp) -> ast.Call:
+        costs = _item_costs(node.generators, [node.elt])
         self.generic_visit(node)
+        self._meter_items(node.generators, costs)
         return call_helper("comp", node)
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.Call:

@@ -77,23 +77,23 @@ class Runtime:
 
     # -- metering points -------------------------------------------------------------------
 
-    def enter(self) -> None:
+    def enter(self, cost: int = gas.CALL) -> None:
         self.depth += 1
         if self.depth > gas.CALL_DEPTH_MAX:
             raise LimitExceeded("call depth")
-        self.meter.charge(gas.CALL)
+        self.meter.charge(cost)
 
     def leave(self) -> None:
         self.depth -= 1
 
-    def tick(self) -> None:
-        self.meter.charge(gas.LOOP)
+    def tick(self, cost: int = gas.LOOP) -> None:
+        self.meter.charge(cost)
 
-    def each(self, iterable: Iterable[Value]) -> Iterator[Value]:
-        return self._draw(self._iterable(iterable), gas.LOOP)
+    def each(self, iterable: Iterable[Value], cost: int = gas.LOOP) -> Iterator[Value]:
+        return self._draw(self._iterable(iterable), cost)
 
-    def item(self, iterable: Iterable[Value]) -> Iterator[Value]:
-        return self._draw(self._iterable(iterable), gas.ITEM)
+    def item(self, iterable: Iterable[Value], cost: int = gas.ITEM) -> Iterator[Value]:
+        return self._draw(self._iterable(iterable), cost)
 
     def _iterable(self, value: Value) -> Iterable[Value]:
         kind = type(value)

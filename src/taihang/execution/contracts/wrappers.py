@@ -461,6 +461,7 @@ def get_attribute(rt: Runtime, obj: Value, name: str) -> Value:
     if isinstance(obj, HostObject):
         if name not in type(obj).ATTRIBUTES:
             raise AttributeError
+        rt.meter.charge(gas.OP)
         return getattr(obj, name)
     method = METHODS.get(type(obj), {}).get(name)
     if method is None:
