@@ -61,15 +61,22 @@ def _prepare(value: Value, depth: int) -> Value:
     if isinstance(value, list | tuple):
         return [_prepare(item, depth + 1) for item in value]
     if isinstance(value, dict):
-        entries: list[tuple[bytes, Any, Any]] = []
-        for key, item in value.items():
+        for key in value:
+            kind = type(key)
+            if kind is str or kind is bytes:
+                continue
             if not isinstance(key, str | bytes | int):
-                raise DecodeError(f"map key of type {type(key).__name__} is not allowed")
+                raise DecodeError(f"map key of type {kind.__name__} is not allowed")
             if isinstance(key, int) and not _INT64_MIN <= key <= _UINT64_MAX:
                 raise DecodeError("map keys must fit 64 bits")
-            entries.append((_encoder.encode(key), key, _prepare(item, depth + 1)))
-        entries.sort(key=lambda entry: entry[0])
-        return {key: item for _, key, item in entries}
+        if value and depth + 1 > NESTING_DEPTH_MAX:  # its items are one level down
+            raise DecodeError(f"value nested deeper than {NESTING_DEPTH_MAX} levels")
+        # Canonical order: keys sorted by their own encoded bytes (mixed key types included).
+        return {
+            key: item if _is_plain_scalar(item) else _prepare(item, depth + 1)
+            for key in sorted(value, key=_encoder.encode)
+            for item in (value[key],)
+        }
     raise DecodeError(f"values of type {type(value).__name__} are not allowed")
 
 

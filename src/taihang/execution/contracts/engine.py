@@ -65,12 +65,21 @@ class _Slot:
     `__dict__` and the helpers are out of reach). A runtime is reset before each reuse.
     """
 
-    __slots__ = ("modules", "rt", "table")
+    __slots__ = ("context", "modules", "rt", "table")
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.table = build_globals(rt)
         self.modules: dict[bytes, tuple[dict[str, Any], int]] = {}
+        self.context: Context | None = None
+
+    def bind_context(self, host: ContractHost) -> Context:
+        """This runtime's `ctx`, bound to `host` for the current call."""
+        if self.context is None:
+            self.context = Context(self.rt, host)
+        else:
+            self.context.bind(host)
+        return self.context
 
     def module(self, compiled: CompiledContract) -> dict[str, Any]:
         """The contract's globals, its defs and constants over this runtime's table, with the
@@ -184,7 +193,7 @@ def _run(
         _select(compiled, method, len(args), view=rt.view, is_deploy=is_deploy)
         if not rt.view and compiled.functions[method].kind == "view":
             rt.view = True  # a @view called by a transaction is still read-only
-        value = slot.module(compiled)[method](Context(rt, host), *args)
+        value = slot.module(compiled)[method](slot.bind_context(host), *args)
         meter.charge(rt.measure(value))
         encode_checked(value, gas.RETURN_BYTES_MAX, "return value")
     except OutOfGas:

@@ -202,7 +202,10 @@ class Crypto(HostObject):
 class Context(HostObject):
     """`ctx`: the caller, the block, storage, events, calls and crypto."""
 
-    __slots__ = ("crypto", "host", "rt", "storage")
+    __slots__ = (
+        "channel", "contract", "crypto", "height", "host", "org", "roles", "rt", "sender",
+        "storage", "timestamp_ms", "tx_id",
+    )  # fmt: skip
     ATTRIBUTES = frozenset(
         {"sender", "org", "roles", "contract", "channel", "height", "timestamp_ms", "tx_id"}
         | {"storage", "crypto", "emit", "call"}
@@ -210,17 +213,30 @@ class Context(HostObject):
 
     def __init__(self, rt: Runtime, host: ContractHost) -> None:
         self.rt = rt
-        self.host = host
         self.storage = Storage(rt, host, read_only=rt.view)
         self.crypto = Crypto(rt, host)
+        self.bind(host)
 
-    def __getattr__(self, name: str) -> Value:
-        # Only the block and caller facts in ATTRIBUTES reach here (slots are found first).
-        if name in {"sender", "org", "contract", "channel", "height", "timestamp_ms", "tx_id"}:
-            return getattr(self.host, name)
-        if name == "roles":
-            return tuple(self.host.roles)
-        raise AttributeError
+    def bind(self, host: ContractHost) -> None:
+        """Serve a new call of this context's runtime (reset first) for `host`.
+
+        A runtime serves one call at a time and nothing of a call outlives it, so its context
+        is reused rather than rebuilt.
+        """
+        self.host = host
+        self.storage.host = host
+        self.storage.read_only = self.rt.view
+        self.crypto.host = host
+        # The caller and block facts, copied once: contract code reads them often, and cannot
+        # assign attributes (the checker refuses it).
+        self.sender = host.sender
+        self.org = host.org
+        self.roles = tuple(host.roles)
+        self.contract = host.contract
+        self.channel = host.channel
+        self.height = host.height
+        self.timestamp_ms = host.timestamp_ms
+        self.tx_id = host.tx_id
 
     def emit(self, name: Value, data: Value = None) -> None:
         if self.rt.view:
