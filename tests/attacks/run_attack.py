@@ -23,21 +23,15 @@ import json
 import resource
 import sys
 import time
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from taihang.codec import Value, decode_value, encode_value
+from taihang.codec import Value
 from taihang.crypto import get_suite
 from taihang.execution import BlockContext, Executor, build_genesis_writes
 from taihang.ledger.genesis import MemberSpec
 from taihang.ledger.receipt import Receipt
-from taihang.ledger.transaction import (
-    Transaction,
-    build_body,
-    decode_transaction,
-    sign_body,
-)
+from taihang.testing.ledger import DictState, sign_tx
 
 HERE = Path(__file__).resolve().parent
 for extra in (HERE, HERE.parent / "unit" / "execution"):
@@ -45,7 +39,7 @@ for extra in (HERE, HERE.parent / "unit" / "execution"):
         sys.path.insert(0, str(extra))
 
 from catalogue import CANARY, CANARY_SOURCE, GAS_MAX, TARGET, Attack, find_attack  # noqa: E402
-from execution_keys import addr, key_of, make_genesis, seed_of  # noqa: E402
+from execution_keys import addr, key_of, make_genesis  # noqa: E402
 
 MEMORY_LIMIT_BYTES = 1 << 30  # the executor worker's address-space limit in this harness
 SUITE = get_suite("ed25519")
@@ -66,34 +60,32 @@ def genesis_writes() -> dict[bytes, bytes]:
     return dict(build_genesis_writes(genesis))
 
 
-class Chain:
+class Chain(DictState):
     """A dict-backed state advanced one block per transaction, with nonces tracked."""
 
     def __init__(self) -> None:
-        self.data = genesis_writes()
+        super().__init__(genesis_writes())
         self.nonces: dict[int, int] = {}
         self.height = 1
         self.executor = Executor(SUITE)
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def scan(self, prefix: bytes, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
-        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
-        return [(k, self.data[k]) for k in keys[:limit]]
 
     def send(
         self, who: int, contract: str, method: str, args: list[Value], gas_limit: int
     ) -> Receipt:
         nonce = self.nonces.get(who, 0)
-        tx = signed(who, nonce, contract, method, encode_value(args), gas_limit)
+        tx = sign_tx(
+            who,
+            nonce,
+            contract,
+            method,
+            args,
+            channel=CHANNEL,
+            gas_limit=gas_limit,
+            expires_at_height=EXPIRY,
+        )
         block = BlockContext(channel=CHANNEL, height=self.height, timestamp_ms=self.height * 1000)
         result = self.executor.execute_block(self, block, [tx])
-        for key, value in result.writes.items():
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
+        self.apply(result.writes)
         self.nonces[who] = nonce + 1
         self.height += 1
         receipt = result.receipts[0]
@@ -106,23 +98,6 @@ class Chain:
             digest.update(len(key).to_bytes(4, "big") + key)
             digest.update(len(self.data[key]).to_bytes(4, "big") + self.data[key])
         return digest.hexdigest()
-
-
-@cache
-def signed(
-    who: int, nonce: int, contract: str, method: str, args: bytes, gas_limit: int
-) -> Transaction:
-    body = build_body(
-        channel=CHANNEL,
-        sender_public_key=key_of(who),
-        nonce=nonce,
-        contract=contract,
-        method=method,
-        args=decode_value(args),
-        gas_limit=gas_limit,
-        expires_at_height=EXPIRY,
-    )
-    return decode_transaction(sign_body(body, seed_of(who), SUITE), SUITE)
 
 
 def describe(receipt: Receipt, seconds: float) -> dict[str, Any]:

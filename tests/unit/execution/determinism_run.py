@@ -28,7 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: find execution_keys beside this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from execution_keys import key_of, make_genesis, seed_of
+from execution_keys import key_of, make_genesis
 
 from taihang.codec import Value, encode
 from taihang.crypto import get_suite
@@ -36,13 +36,11 @@ from taihang.execution import BlockContext, Executor, build_genesis_writes, exec
 from taihang.ledger.genesis import MemberSpec
 from taihang.ledger.transaction import (
     Transaction,
-    build_body,
     compute_address,
-    decode_transaction,
-    sign_body,
 )
 from taihang.store.kv import MemoryKV
 from taihang.store.state_tree import StateTree
+from taihang.testing.ledger import sign_tx
 
 SUITE = get_suite("ed25519")
 CHANNEL = "main"
@@ -432,17 +430,16 @@ class Scenario:
         if nonce is None:
             nonce = self.nonces.get(who, 0)
             self.nonces[who] = nonce + 1
-        body = build_body(
+        return sign_tx(
+            who,
+            nonce,
+            contract,
+            method,
+            list(args),
             channel=channel,
-            sender_public_key=key_of(who),
-            nonce=nonce,
-            contract=contract,
-            method=method,
-            args=list(args),
             gas_limit=gas_limit,
             expires_at_height=expires,
         )
-        return decode_transaction(sign_body(body, seed_of(who), SUITE), SUITE)
 
     def block(self, txs: list[Transaction]) -> None:
         self.height += 1

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from taihang.crypto import get_suite
 from taihang.ledger.genesis import BalanceSpec, Genesis, MemberSpec, OrgSpec, ValidatorSpec
-from taihang.ledger.transaction import compute_address
+from taihang.testing.ledger import SUITE, addr, key_of, seed_of
 
-SUITE = get_suite("ed25519")
-
-
-def seed_of(who: int) -> bytes:
-    return bytes([who]) * 32
-
-
-def key_of(who: int) -> bytes:
-    return SUITE.public_key_from_seed(seed_of(who))
-
-
-def addr(who: int) -> str:
-    return compute_address(SUITE, key_of(who))
+__all__ = ["SUITE", "addr", "key_of", "make_genesis", "seed_of"]
 
 
 def make_genesis(

@@ -6,11 +6,10 @@ transaction is really signed and decoded, so the executor sees exactly what a no
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import pytest
-from execution_keys import addr, key_of, make_genesis, seed_of
+from execution_keys import addr, key_of, make_genesis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,10 +32,8 @@ from taihang.ledger.genesis import BalanceSpec, MemberSpec
 from taihang.ledger.receipt import Receipt
 from taihang.ledger.transaction import (
     Transaction,
-    build_body,
-    decode_transaction,
-    sign_body,
 )
+from taihang.testing import ledger
 
 SUITE = get_suite("ed25519")
 CHANNEL = "main"
@@ -62,26 +59,7 @@ GENESIS = make_genesis(
 SUPPLY = 1_500
 
 
-class DictState:
-    """A `StateReader` over a dict; `apply` advances it by a block's writes."""
-
-    def __init__(self, data: dict[bytes, bytes]) -> None:
-        self.data = dict(data)
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def scan(self, prefix: bytes, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
-        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
-        return [(k, self.data[k]) for k in keys[:limit]]
-
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
-        for key, value in writes.items():
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
-
+class DictState(ledger.DictState):
     def value(self, namespace: str, key: str) -> Value:
         raw = self.data.get(state_key(namespace, key))
         return None if raw is None else decode_value(raw)
@@ -102,25 +80,17 @@ def make_tx(
     expires_at_height: int = 100,
     channel: str = CHANNEL,
 ) -> Transaction:
-    """A signed, decoded transaction (cached: signing dominates the cost of these tests)."""
-    fields = (who, nonce, contract, method, gas_limit, expires_at_height, channel)
-    return _signed_tx(fields, encode_value(list(args)))
-
-
-@cache
-def _signed_tx(fields: tuple[Any, ...], args: bytes) -> Transaction:
-    who, nonce, contract, method, gas_limit, expires_at_height, channel = fields
-    body = build_body(
+    """A signed, decoded transaction."""
+    return ledger.sign_tx(
+        who,
+        nonce,
+        contract,
+        method,
+        list(args),
         channel=channel,
-        sender_public_key=key_of(who),
-        nonce=nonce,
-        contract=contract,
-        method=method,
-        args=decode_value(args),
         gas_limit=gas_limit,
         expires_at_height=expires_at_height,
     )
-    return decode_transaction(sign_body(body, seed_of(who), SUITE), SUITE)
 
 
 def run(

@@ -6,12 +6,11 @@ genesis document and advanced block by block with each block's write set.
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-from execution_keys import addr, key_of, make_genesis, seed_of
+from execution_keys import addr, key_of, make_genesis
 
 from taihang.codec import Value, decode_value, encode_value
 from taihang.crypto import get_suite
@@ -22,10 +21,8 @@ from taihang.ledger.genesis import MemberSpec
 from taihang.ledger.receipt import Receipt
 from taihang.ledger.transaction import (
     Transaction,
-    build_body,
-    decode_transaction,
-    sign_body,
 )
+from taihang.testing.ledger import DictState, sign_tx
 
 SUITE = get_suite("ed25519")
 CHANNEL = "main"
@@ -81,34 +78,23 @@ def digest(ctx, data):
 COUNTER_V2 = COUNTER.replace("count = ctx.storage.get", "count = 1000 + ctx.storage.get")
 
 
-class Chain:
+class Chain(DictState):
     """A dict state advanced one block per `send`, with the senders' nonces tracked."""
 
     def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = dict(build_genesis_writes(GENESIS))
+        super().__init__(build_genesis_writes(GENESIS))
         self.nonces: dict[int, int] = {}
         self.height = 1
         self.executor = Executor(SUITE)
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def scan(self, prefix: bytes, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
-        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
-        return [(k, self.data[k]) for k in keys[:limit]]
 
     def send(
         self, who: int, contract: str, method: str, *args: Any, gas_limit: int = 5_000_000
     ) -> Receipt:
         nonce = self.nonces.get(who, 0)
-        tx = _signed(who, nonce, contract, method, encode_value(list(args)), gas_limit)
+        tx = _signed(who, nonce, contract, method, list(args), gas_limit)
         block = BlockContext(channel=CHANNEL, height=self.height, timestamp_ms=self.height * 1000)
         result = self.executor.execute_block(self, block, [tx])
-        for key, value in result.writes.items():
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
+        self.apply(result.writes)
         self.nonces[who] = nonce + 1
         self.height += 1
         return result.receipts[0]
@@ -121,21 +107,10 @@ class Chain:
         return None if raw is None else decode_value(raw)
 
 
-@cache
 def _signed(
-    who: int, nonce: int, contract: str, method: str, args: bytes, gas_limit: int
+    who: int, nonce: int, contract: str, method: str, args: list[Value], gas_limit: int
 ) -> Transaction:
-    body = build_body(
-        channel=CHANNEL,
-        sender_public_key=key_of(who),
-        nonce=nonce,
-        contract=contract,
-        method=method,
-        args=decode_value(args),
-        gas_limit=gas_limit,
-        expires_at_height=1_000,
-    )
-    return decode_transaction(sign_body(body, seed_of(who), SUITE), SUITE)
+    return sign_tx(who, nonce, contract, method, args, channel=CHANNEL, gas_limit=gas_limit)
 
 
 def ret(receipt: Receipt) -> Value:
@@ -420,9 +395,9 @@ def test_storage_items_sees_earlier_transactions_of_the_block_but_not_rollbacks(
     ok(chain.send(ALICE, "contracts", "deploy", "scanner", SCANNER, "1", []))
     nonce = chain.nonces[ALICE]
     txs = [
-        _signed(ALICE, nonce, "scanner", "put", encode_value(["user/b", "same block"]), 5_000_000),
-        _signed(ALICE, nonce + 1, "scanner", "churn_then_fail", encode_value([]), 5_000_000),
-        _signed(ALICE, nonce + 2, "scanner", "scan", encode_value(["user/", 10]), 5_000_000),
+        _signed(ALICE, nonce, "scanner", "put", ["user/b", "same block"], 5_000_000),
+        _signed(ALICE, nonce + 1, "scanner", "churn_then_fail", [], 5_000_000),
+        _signed(ALICE, nonce + 2, "scanner", "scan", ["user/", 10], 5_000_000),
     ]
     block = BlockContext(channel=CHANNEL, height=chain.height, timestamp_ms=chain.height * 1000)
     put, failed, scan = chain.executor.execute_block(chain, block, txs).receipts

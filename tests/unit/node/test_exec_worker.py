@@ -18,21 +18,14 @@ import pytest
 
 from taihang.codec import Value, decode_value, encode_value
 from taihang.constants import GAS_LIMIT_MAX
-from taihang.crypto import get_suite
 from taihang.errors import ContractReverted
 from taihang.execution import BlockContext, Executor, build_genesis_writes
 from taihang.execution.executor import BlockExecutor, BlockResult
 from taihang.ledger.genesis import Genesis, MemberSpec, OrgSpec, ValidatorSpec
-from taihang.ledger.transaction import (
-    Transaction,
-    build_body,
-    compute_address,
-    decode_transaction,
-    sign_body,
-)
+from taihang.ledger.transaction import Transaction, decode_transaction
 from taihang.node.exec_client import ExecutorHalted, ExecutorProcess
+from taihang.testing.ledger import SUITE, DictState, addr, key_of, sign_tx
 
-SUITE = get_suite("ed25519")
 CHANNEL = "main"
 TOKEN = (Path(__file__).parents[3] / "examples" / "contracts" / "token.py").read_text()
 HOSTILE = """
@@ -55,18 +48,6 @@ def echo(ctx, value):
 """
 
 
-def seed_of(who: int) -> bytes:
-    return bytes([who]) * 32
-
-
-def key_of(who: int) -> bytes:
-    return SUITE.public_key_from_seed(seed_of(who))
-
-
-def addr(who: int) -> str:
-    return compute_address(SUITE, key_of(who))
-
-
 GENESIS = Genesis(
     protocol_version=1,
     channel=CHANNEL,
@@ -85,27 +66,16 @@ GENESIS = Genesis(
 )
 
 
-class DictState:
-    """Executed state in a dict, with the ordered scan a `StateReader` offers."""
+class CountingState(DictState):
+    """Executed state in a dict that counts the reads the node serves."""
 
     def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = dict(build_genesis_writes(GENESIS))
+        super().__init__(build_genesis_writes(GENESIS))
         self.reads = 0
 
     def get(self, key: bytes) -> bytes | None:
         self.reads += 1
-        return self.data.get(key)
-
-    def scan(self, prefix: bytes, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
-        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
-        return [(k, self.data[k]) for k in keys[:limit]]
-
-    def apply(self, result: BlockResult) -> None:
-        for key, value in result.writes.items():
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
+        return super().get(key)
 
 
 class Runner:
@@ -113,31 +83,21 @@ class Runner:
 
     def __init__(self, executor: BlockExecutor) -> None:
         self.executor = executor
-        self.state = DictState()
+        self.state = CountingState()
         self.height = 0
         self.nonces: dict[int, int] = {}
 
     def tx(self, who: int, contract: str, method: str, *args: Any, gas: int = 2_000_000) -> bytes:
         nonce = self.nonces.get(who, 0)
         self.nonces[who] = nonce + 1
-        body = build_body(
-            channel=CHANNEL,
-            sender_public_key=key_of(who),
-            nonce=nonce,
-            contract=contract,
-            method=method,
-            args=list(args),
-            gas_limit=gas,
-            expires_at_height=1_000,
-        )
-        return sign_body(body, seed_of(who), SUITE)
+        return sign_tx(who, nonce, contract, method, list(args), gas_limit=gas).raw
 
     def block(self, raws: list[bytes]) -> BlockResult:
         self.height += 1
         txs: list[Transaction] = [decode_transaction(raw, SUITE) for raw in raws]
         context = BlockContext(CHANNEL, self.height, self.height * 1_000)
         result = self.executor.execute_block(self.state, context, txs)
-        self.state.apply(result)
+        self.state.apply(result.writes)
         return result
 
     def query(self, contract: str, method: str, *args: Value) -> Value:
