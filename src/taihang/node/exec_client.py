@@ -70,6 +70,11 @@ class _Channel:
         self.read_fd = process.stdout.fileno()
         os.set_blocking(self.write_fd, False)
         self._buffer = bytearray()
+        # poll, not select: a busy node's descriptors may be numbered past select's 1,024.
+        self._readable = select.poll()
+        self._readable.register(self.read_fd, select.POLLIN)
+        self._writable = select.poll()
+        self._writable.register(self.write_fd, select.POLLOUT)
 
     def send(self, message: NodeMessage) -> None:
         data = memoryview(frame(TO_WORKER.encode(message)))
@@ -84,7 +89,10 @@ class _Channel:
             data = data[written:]
 
     def receive(self) -> WorkerMessage:
-        length = frame_length(self._read_exact(LENGTH_BYTES))
+        try:
+            length = frame_length(self._read_exact(LENGTH_BYTES))
+        except ValueError as exc:
+            raise ExecutorHalted(f"the contract executor sent a malformed frame: {exc}") from None
         try:
             return FROM_WORKER.decode(self._read_exact(length))
         except InvalidInput as exc:
@@ -102,10 +110,8 @@ class _Channel:
         return data
 
     def _wait(self, *, readable: bool) -> None:
-        fds = [self.read_fd] if readable else []
-        wfds = [] if readable else [self.write_fd]
-        ready = select.select(fds, wfds, [], self.watchdog_s)
-        if not (ready[0] or ready[1]):
+        poller = self._readable if readable else self._writable
+        if not poller.poll(self.watchdog_s * 1000):  # an error or hang-up also wakes it
             raise ExecutorHalted(
                 f"the contract executor was silent for {self.watchdog_s:g} s (watchdog): "
                 "an operation costs far more time than its gas"

@@ -23,6 +23,7 @@ import resource
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Iterable
 from contextlib import suppress
 from typing import TypeVar
@@ -251,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         Worker(pipe, options.suite).serve()
     except BaseException as exc:  # a tripped limit or a bug: tell the node, then stop
         reason = f"{type(exc).__name__}: {exc}"[:1000]
+        with suppress(BaseException):  # into the node's log, for whoever reports the bug
+            traceback.print_exc()
         del exc  # drop the traceback's frames: the memory they hold may be needed to reply
         with suppress(BaseException):  # if even this fails, the node reads EOF instead
             pipe.send(Halted(reason=reason))

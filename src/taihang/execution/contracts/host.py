@@ -11,8 +11,7 @@ events and calls of `@public` methods raise `ReadOnlyError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import msgspec
 
@@ -34,9 +33,12 @@ from taihang.ledger.receipt import Event
 ErrorKind = Literal["reverted", "out_of_gas", "limit", "error"]
 
 
-@dataclass(frozen=True, slots=True)
-class CallResult:
-    """What one contract call produced. `error` is None on success, else (kind, message)."""
+class CallResult(NamedTuple):
+    """What one contract call produced. `error` is None on success, else (kind, message).
+
+    A named tuple: immutable like a frozen dataclass, and several times cheaper to build,
+    which a call pays every time.
+    """
 
     return_value: Value
     gas_used: int

@@ -165,6 +165,12 @@ class Runtime:
 
     def Add(self, a: Value, b: Value) -> Value:  # noqa: N802 -- named after ast.Add
         kind = type(a)
+        if kind is str and type(b) is str:  # the common case first: building storage keys
+            size = len(a) + len(b)
+            if size > gas.STRING_BYTES_MAX:
+                raise LimitExceeded("string bytes")
+            self.meter.charge(gas.OP + (size + gas.BYTES_PER_GAS - 1) // gas.BYTES_PER_GAS)
+            return a + b
         if kind in (int, bool) and type(b) in (int, bool):
             self.meter.charge(gas.OP)
             return check_int(a + b)
