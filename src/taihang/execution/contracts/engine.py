@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from taihang.codec import Value
 from taihang.execution.contracts import gas, rewriter
-from taihang.execution.contracts.compiler import CompiledContract
+from taihang.execution.contracts.compiler import CompiledContract, FunctionInfo
 from taihang.execution.contracts.errors import (
     LimitExceeded,
     OutOfGas,
@@ -138,8 +138,8 @@ def build_globals(rt: Runtime) -> dict[str, Any]:
 
 def _select(
     compiled: CompiledContract, method: str, n_args: int, *, view: bool, is_deploy: bool
-) -> None:
-    """Raise `Revert` unless `method` may be called this way with `n_args` arguments."""
+) -> FunctionInfo:
+    """`method`'s entry; raise `Revert` unless it may be called this way with `n_args`."""
     info = compiled.find_entry(method)
     if is_deploy:
         if method != "init" or info is None:
@@ -152,6 +152,7 @@ def _select(
         raise Revert(f"{method!r} is not a @view method")
     if not info.args_min <= n_args <= info.args_max:
         raise Revert(f"{method!r} takes {info.args_min} to {info.args_max} arguments, got {n_args}")
+    return info
 
 
 def call_contract(
@@ -190,8 +191,8 @@ def _run(
     rt = slot.rt
     meter = rt.meter
     try:
-        _select(compiled, method, len(args), view=rt.view, is_deploy=is_deploy)
-        if not rt.view and compiled.functions[method].kind == "view":
+        info = _select(compiled, method, len(args), view=rt.view, is_deploy=is_deploy)
+        if info.kind == "view":
             rt.view = True  # a @view called by a transaction is still read-only
         value = slot.module(compiled)[method](slot.bind_context(host), *args)
         meter.charge(rt.measure(value))

@@ -142,9 +142,8 @@ class Storage(HostObject):
         raw = self.host.storage_get(self._key(key))
         if raw is None:
             return default
-        self.rt.meter.charge(gas.for_bytes(len(raw)))
-        value = decode_value(raw)  # bounded by the value size limit; its walks priced next
-        self.rt.meter.charge(gas.CODEC_ITEM * self.rt.measure(value))
+        value = decode_value(raw)  # bounded by the value size limit; its walks priced here
+        self.rt.meter.charge(gas.for_bytes(len(raw)) + gas.CODEC_ITEM * self.rt.measure(value))
         return value
 
     def has(self, key: Value) -> bool:
