@@ -53,7 +53,7 @@ VERSION_CHARS_MAX: Final = 64
 SOURCE_CHARS_MAX: Final = 64 * 1024
 DEPLOY_GAS: Final = 20_000
 COMPILE_GAS_PER_BYTE: Final = 20
-QUERY_GAS_LIMIT: Final = 1_000_000  # a query runs on the API thread: keep it short
+QUERY_GAS_LIMIT: Final = 1_000_000  # queries share the executor worker with blocks: keep it short
 PUBLIC_FIELDS: Final = ("name", "version", "source_hash", "deployer", "org", "frozen")
 
 
