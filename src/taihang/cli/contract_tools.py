@@ -33,7 +33,8 @@ from taihang.cli.contracts import (
 )
 
 if TYPE_CHECKING:
-    from taihang.sdk.contract_testing import CallRecord, TestOutcome, TestReport
+    from taihang.sdk.contract_test_runner import TestOutcome, TestReport
+    from taihang.sdk.contract_testing import CallRecord
     from taihang.sdk.contracts import Contracts
 
 T = TypeVar("T")
@@ -157,13 +158,13 @@ def run_tests(
 ) -> None:
     """Run a contract's tests on an in-memory ledger: the chain's compiler and gas, no network."""
     from taihang.errors import TaihangError
-    from taihang.sdk.contract_testing import (
-        ContractSourceRejected,
+    from taihang.sdk.contract_test_runner import (
         check_contract_file,
         find_contract_file,
         find_test_file,
         run_test_file,
     )
+    from taihang.sdk.contract_testing import ContractSourceRejected
 
     try:
         if file.is_file() and not file.name.startswith("test_"):

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from taihang.cli import contract_tools, contracts
 from taihang.cli.main import app
 from taihang.sdk import contracts as sdk_contracts
-from taihang.sdk.contract_testing import CallRecord, run_test_file
+from taihang.sdk.contract_test_runner import run_test_file
+from taihang.sdk.contract_testing import CallRecord
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "contracts"
 EXAMPLE_TESTS = sorted(EXAMPLES.glob("test_*.py"))

@@ -10,18 +10,20 @@ import pytest
 
 from taihang.errors import InvalidInput
 from taihang.execution.contracts import ContractCompileError, compile_contract
-from taihang.sdk.contract_testing import (
-    CallFailed,
-    ContractSourceRejected,
-    Ledger,
+from taihang.sdk.contract_test_runner import (
     TestFileError,
-    TransactionFailed,
     compare,
-    compute_test_address,
     find_contract_file,
     find_test_file,
     load_tests,
     run_test_file,
+)
+from taihang.sdk.contract_testing import (
+    CallFailed,
+    ContractSourceRejected,
+    Ledger,
+    TransactionFailed,
+    compute_test_address,
 )
 from taihang.sdk.contracts import (
     ContractInfo,
