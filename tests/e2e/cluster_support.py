@@ -159,18 +159,40 @@ def setup_accounts(cluster: Cluster, count: int) -> list[Sender]:
     return senders
 
 
-class Load:
-    """Transfers at about `rate` tx/s, each batch to the next node that answers."""
+Call = tuple[str, str, list[object]]  # (contract, method, args)
 
-    def __init__(self, cluster: Cluster, senders: list[Sender], rate: float) -> None:
+
+def asset_transfer(sender: Sender, to: Sender, index: int) -> Call:
+    return ("asset", "transfer", [to.address, 1])
+
+
+class Load:
+    """Calls at about `rate` tx/s, each batch from the next sender to the next node that
+    answers; `call(sender, recipient, index)` says what each transaction does (by default a
+    transfer of 1). `refused` records what a node turned away, with its reason."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        senders: list[Sender],
+        rate: float,
+        *,
+        call: Callable[[Sender, Sender, int], Call] = asset_transfer,
+        batch: int = 10,
+    ) -> None:
         self.cluster = cluster
         self.senders = senders
         self.rate = rate
+        self.call = call
+        self.batch = batch
         self.accepted: list[str] = []
+        self.refused: list[str] = []
+        self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Load:
+        self.started = time.monotonic()
         self._thread.start()
         return self
 
@@ -179,14 +201,14 @@ class Load:
         self._thread.join(30)
 
     def _run(self) -> None:
-        batch = 10
+        batch = self.batch
         names = self.cluster.names
         turn = 0
         while not self._stop.is_set():
             started = time.monotonic()
             sender = self.senders[turn % len(self.senders)]
             to = self.senders[(turn + 1) % len(self.senders)]
-            txs = [sender.tx("asset", "transfer", [to.address, 1]) for _ in range(batch)]
+            txs = [sender.tx(*self.call(sender, to, turn * batch + i)) for i in range(batch)]
             if not self._submit(names[turn % len(names)], txs):
                 sender.nonce -= batch  # nothing admitted: reuse the nonces
             turn += 1
@@ -201,6 +223,7 @@ class Load:
         except TaihangError:
             return False
         self.accepted.extend(r.id for r in results if r.id is not None)
+        self.refused.extend(f"{name}: {r.error}" for r in results if not r.ok)
         return all(r.ok for r in results)
 
 

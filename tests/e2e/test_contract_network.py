@@ -12,18 +12,24 @@ roots (spec: contracts.md, Determinism; "What the sandbox must hold against").
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import Cluster, check_agreement, init_cluster, setup_accounts, wait_advanced
+from cluster_support import (
+    Call,
+    Cluster,
+    Load,
+    check_agreement,
+    init_cluster,
+    setup_accounts,
+    wait_advanced,
+)
 from e2e_support import Sender, admin_sender, run_cli
 
 from taihang.constants import GAS_LIMIT_MAX
-from taihang.errors import TaihangError
 from taihang.sdk.models import Receipt
 from taihang.sdk.tx import build_signed_tx
 
@@ -130,53 +136,8 @@ def receipt_of(cluster: Cluster, name: str, tx_id: str) -> tuple[Receipt, int]:
     return status.receipt, status.height
 
 
-class TokenLoad:
-    """Token transfers among `senders` at about `rate` tx/s, each batch to the next node."""
-
-    def __init__(self, cluster: Cluster, senders: list[Sender], rate: float) -> None:
-        self.cluster = cluster
-        self.senders = senders
-        self.rate = rate
-        self.accepted: list[str] = []
-        self.refused: list[str] = []
-        self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TokenLoad:
-        self.started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        batch = 5
-        names = self.cluster.names
-        turn = 0
-        while not self._stop.is_set():
-            started = time.monotonic()
-            sender = self.senders[turn % len(self.senders)]
-            count = len(self.senders)
-            to = self.senders[(turn + 1 + (turn // count) % (count - 1)) % count]  # never sender
-            txs = [
-                sender.tx("token", "transfer", [to.address, 1 + (turn + i) % 7])
-                for i in range(batch)
-            ]
-            name = names[turn % len(names)]
-            try:
-                with self.cluster.client(name) as client:
-                    results = client.submit_batch(txs)
-            except TaihangError as exc:
-                self.refused.append(f"{name}: {exc}")
-                sender.nonce -= batch  # nothing admitted: reuse the nonces
-            else:
-                self.accepted.extend(str(r.id) for r in results if r.id is not None)
-                self.refused.extend(f"{name}: {r.error}" for r in results if not r.ok)
-            turn += 1
-            time.sleep(max(0.0, batch / self.rate - (time.monotonic() - started)))
+def token_transfer(sender: Sender, to: Sender, index: int) -> Call:
+    return ("token", "transfer", [to.address, 1 + index % 7])
 
 
 def balances(cluster: Cluster, name: str, owners: Sequence[str]) -> list[int]:
@@ -232,7 +193,7 @@ def test_token_load_and_hostile_contract_keep_four_nodes_agreeing(
 
     source = tmp_path / "hostile.py"
     source.write_text(HOSTILE)
-    with TokenLoad(cluster, holders, RATE) as load:
+    with Load(cluster, holders, RATE, call=token_transfer, batch=5) as load:
         time.sleep(LOAD_S / 4)
         # Mid-run, a member deploys a hostile contract and it is called through every node.
         before = cluster.heights()
