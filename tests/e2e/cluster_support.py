@@ -206,8 +206,10 @@ class Load:
         turn = 0
         while not self._stop.is_set():
             started = time.monotonic()
-            sender = self.senders[turn % len(self.senders)]
-            to = self.senders[(turn + 1) % len(self.senders)]
+            count = len(self.senders)
+            sender = self.senders[turn % count]
+            # Never the sender, and a different one each cycle, so balances really move.
+            to = self.senders[(turn + 1 + (turn // count) % max(count - 1, 1)) % count]
             txs = [sender.tx(*self.call(sender, to, turn * batch + i)) for i in range(batch)]
             if not self._submit(names[turn % len(names)], txs):
                 sender.nonce -= batch  # nothing admitted: reuse the nonces
