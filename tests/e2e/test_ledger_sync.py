@@ -176,7 +176,9 @@ async def serve_tampered_while(cluster: Cluster, name: str, victim: str) -> None
     peers = [
         PeerConfig(e.name, "127.0.0.1", e.p2p_port) for e in cluster.network.nodes if e.name != name
     ]
-    p2p = msgspec.structs.replace(config.p2p, peers=peers)
+    # Redial every 50 ms: the liar must be connected when the victim starts planning its
+    # sync, or the honest peers serve every range and there is nothing to drop.
+    p2p = msgspec.structs.replace(config.p2p, peers=peers, reconnect_ms_min=50, reconnect_ms_max=50)
     transport: Transport | None = None
 
     def on_frame(peer: str, kind: FrameKind, body: bytes) -> None:
