@@ -25,42 +25,19 @@ from typing import Any
 import msgspec
 
 from taihang.codec import Value, decode_value, encode_value
-from taihang.execution.contracts import CallResult, call_contract, compile_contract
+from taihang.crypto import get_suite
+from taihang.execution.contracts import call_contract, compile_contract
+from taihang.execution.contracts.calibration import CalibrationHost
 from taihang.ledger.receipt import Event
 
 TOKEN = (Path(__file__).parents[2] / "examples" / "contracts" / "token.py").read_text()
 ALICE, BOB = "a1" * 20, "b2" * 20
+SUITE = get_suite("ed25519")
 
 
-class BytesHost:
-    """A `ContractHost` with storage as canonical bytes in a dict (what the executor does)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-        self.sender, self.org, self.roles = ALICE, "org1", ("member",)
-        self.contract, self.channel, self.height = "token", "main", 1
-        self.timestamp_ms, self.tx_id = 0, b"\x00" * 32
-
-    def storage_get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def storage_set(self, key: str, raw: bytes) -> None:
-        self.data[key] = raw
-
-    def storage_delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-    def storage_items(self, prefix: str, limit: int) -> tuple[list[tuple[str, bytes]], int]:
-        return [], 0
-
-    def call(self, *args: Any) -> CallResult:
-        raise NotImplementedError
-
-    def hash(self, data: bytes) -> bytes:
-        return data
-
-    def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        return False
+def make_host() -> CalibrationHost:
+    """The calibration's in-memory host: storage as canonical bytes, as the executor keeps it."""
+    return CalibrationHost(SUITE, sender=ALICE, contract="token")
 
 
 class PlainStorage:
@@ -87,7 +64,7 @@ class PlainContext:
 class HostStorage:
     """Plain Python over the same host: values cross it as canonical bytes, nothing else."""
 
-    def __init__(self, host: BytesHost) -> None:
+    def __init__(self, host: CalibrationHost) -> None:
         self.host = host
 
     def get(self, key: str, default: Value = None) -> Value:
@@ -99,7 +76,7 @@ class HostStorage:
 
 
 class HostContext:
-    def __init__(self, host: BytesHost) -> None:
+    def __init__(self, host: CalibrationHost) -> None:
         self.sender = host.sender
         self.storage = HostStorage(host)
         self.events: list[Event] = []
@@ -120,7 +97,7 @@ def plain_transfer() -> Any:
 
 def time_contract(calls: int) -> float:
     compiled = compile_contract(TOKEN)
-    host = BytesHost()
+    host = make_host()
     result = call_contract(compiled, "init", [10**15], host, 1_000_000, view=False, is_deploy=True)
     assert result.is_ok, result.error
     start = time.perf_counter()
@@ -145,7 +122,7 @@ def time_plain(calls: int) -> float:
 
 def time_plain_over_host(calls: int) -> float:
     transfer = plain_transfer()
-    host = BytesHost()
+    host = make_host()
     ctx = HostContext(host)
     ctx.storage.set("balance/" + ALICE, 10**15)
     start = time.perf_counter()
